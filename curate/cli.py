@@ -1,0 +1,107 @@
+"""The ``curate`` command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+
+def _quiet():
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def cmd_run(args, beam_args) -> int:
+    from rich.console import Console
+
+    from curate.core.recipe import RecipeError, load_recipe
+    from curate.core.report import print_summary
+    from curate.core.runner import LedgerError, run_recipe
+
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        recipe = load_recipe(args.recipe, args.input, args.output, check_inputs=True)
+    except RecipeError as e:
+        err.print("[red]recipe error[/]", highlight=False)
+        for line in e.problems:
+            err.print("  " + line, highlight=False, markup=False)
+        return 2
+    if args.write_rejected:
+        recipe.output.write_rejected = True
+    try:
+        res = run_recipe(recipe, runner=args.runner, workers=args.workers, beam_args=beam_args, show_progress=not args.quiet)
+    except LedgerError as e:
+        err.print(f"[red]{e}[/]")
+        return 3
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        return 2
+    print_summary(res, console)
+    return 0
+
+
+def cmd_validate(args, beam_args) -> int:
+    from curate.core.recipe import RecipeError, load_recipe
+
+    try:
+        r = load_recipe(args.recipe, check_inputs=True)
+    except RecipeError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return 2
+    print(f"{args.recipe}: ok ({len(r.stages)} stages: {', '.join(n for n, _ in r.stages)})")
+    return 0
+
+
+def cmd_stages(args, beam_args) -> int:
+    import typing
+
+    from curate.core.recipe import _type_name
+    from curate.core.registry import all_stages, params_of
+
+    for name, cls in sorted(all_stages().items()):
+        print(f"{name}  [{cls.kind}]  {cls.describe()}")
+        hints = typing.get_type_hints(cls)
+        for f in params_of(cls):
+            default = "required" if f.default is f.default_factory is None else f.default
+            print(f"    {f.name}: {_type_name(hints[f.name])} = {default!r}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="curate", description="Data curation for LLM pretraining corpora, on Apache Beam.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a recipe", description=(
+        "Run a YAML recipe. Unknown options are passed to Beam as pipeline options, e.g. "
+        "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp [--dry_run=True]."))
+    p.add_argument("recipe", help="recipe YAML file (see pipelines/)")
+    p.add_argument("--input", action="append", help="input glob; overrides the recipe's input.path (repeatable)")
+    p.add_argument("--output", help="output folder; overrides the recipe's output")
+    p.add_argument("--runner", default=None, help="Beam runner; default: the embedded in-process runner")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--write-rejected", action="store_true", help="also write dropped documents with their reasons")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("validate", help="check a recipe without running it")
+    p.add_argument("recipe")
+    p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("stages", help="list the stages and their parameters")
+    p.set_defaults(fn=cmd_stages)
+
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    _quiet()
+    return args.fn(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

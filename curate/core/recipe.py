@@ -1,0 +1,298 @@
+"""YAML recipes: load, validate everything before anything runs, report problems as file:line.
+
+```yaml
+input:
+  path: samples/corpus/*.jsonl*      # glob or list of globs; local, gs://, s3://
+  text_key: text                     # reader options: format, id_key, url_key, html_key, source, batch_size ...
+output: out/quickstart               # or {path: DIR, write_rejected: true}
+stages:
+  - lang_id: {languages: [en]}
+  - length_filter: {min_words: 50}
+  - exact_dedup: {}
+```
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import glob
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from curate.core.registry import all_stages, params_of
+from curate.io.readers import FORMATS, InputSpec
+
+
+class RecipeError(ValueError):
+    """One or more problems in a recipe; ``str()`` lists them, each with file:line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class OutputSpec:
+    path: str
+    write_rejected: bool = False
+    compression: str = "zstd"
+
+
+@dataclass
+class Recipe:
+    source_file: str
+    input: InputSpec
+    output: OutputSpec
+    stages: list[tuple[str, Any]] = field(default_factory=list)  # (instance name, configured rule/stage)
+
+
+# ------------------------------------------------------------------------- YAML with line numbers
+
+
+def _load_with_lines(text: str, filename: str):
+    """Parse YAML; returns (data, lines) where lines maps a key path tuple to its 1-based line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{filename}:{mark.line + 1}" if mark else filename
+        raise RecipeError([f"{where}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    lines: dict[tuple, int] = {}
+    constructor = yaml.SafeLoader("")
+
+    def build(node, path):
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out = {}
+            for k, v in node.value:
+                key = constructor.construct_object(k)
+                lines[path + (key,)] = k.start_mark.line + 1
+                out[key] = build(v, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [build(v, path + (i,)) for i, v in enumerate(node.value)]
+        return constructor.construct_object(node)
+
+    data = build(root, ()) if root is not None else None
+    return data, lines
+
+
+# ------------------------------------------------------------------------------ type checking
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check(value, tp) -> tuple[bool, Any]:
+    """(ok, coerced value) for ``value`` against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True, value
+    if origin is Literal:
+        return value in typing.get_args(tp), value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, v = _check(value, arg)
+            if ok:
+                return True, v
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        (arg,) = typing.get_args(tp)
+        out = []
+        for v in value:
+            ok, v = _check(v, arg)
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, out
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, value
+        kt, vt = typing.get_args(tp)
+        out = {}
+        for k, v in value.items():
+            ok1, k = _check(k, kt)
+            ok2, v = _check(v, vt)
+            if not (ok1 and ok2):
+                return False, value
+            out[k] = v
+        return True, out
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is str:
+        return isinstance(value, str), value
+    if tp is dict:
+        return isinstance(value, dict), value
+    return isinstance(value, tp), value
+
+
+def configure(cls, params: dict, where: str, lines: dict, path: tuple, what: str) -> tuple[Any, list[str]]:
+    """Instantiate a dataclass from recipe params, collecting every problem with its line."""
+    problems = []
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in params_of(cls)}
+    kwargs = {}
+    for key, value in params.items():
+        line = lines.get(path + (key,), lines.get(path, 0))
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(fields))})"
+            problems.append(f"{where}:{line}: {what}: unknown parameter {key!r}{hint}")
+            continue
+        ok, coerced = _check(value, hints[key])
+        if not ok:
+            problems.append(f"{where}:{line}: {what}: parameter {key!r} must be {_type_name(hints[key])}, got {value!r}")
+            continue
+        kwargs[key] = coerced
+    for name, f in fields.items():
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in kwargs:
+            problems.append(f"{where}:{lines.get(path, 0)}: {what}: missing required parameter {name!r}")
+    if problems:
+        return None, problems
+    try:
+        return cls(**kwargs), []
+    except (ValueError, TypeError) as e:
+        return None, [f"{where}:{lines.get(path, 0)}: {what}: {e}"]
+
+
+# --------------------------------------------------------------------------------- the recipe
+
+
+def load_recipe(path: str, input_override: list[str] | None = None, output_override: str | None = None,
+                check_inputs: bool = True) -> Recipe:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise RecipeError([f"{path}: cannot read recipe: {e.strerror}"]) from None
+    return parse_recipe(text, path, input_override, output_override, check_inputs)
+
+
+def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output_override=None,
+                 check_inputs: bool = True) -> Recipe:
+    data, lines = _load_with_lines(text, where)
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise RecipeError([f"{where}:1: a recipe is a mapping with 'input', 'output' and 'stages'"])
+    for key in data:
+        if key not in ("input", "output", "stages"):
+            close = difflib.get_close_matches(str(key), ["input", "output", "stages"], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}:{lines[(key,)]}: unknown top-level key {key!r}{hint}")
+
+    # input
+    raw_in = data.get("input")
+    if isinstance(raw_in, (str, list)):
+        raw_in = {"path": raw_in}
+        lines[("input", "path")] = lines.get(("input",), 1)
+    if input_override:
+        raw_in = dict(raw_in or {}, path=list(input_override))
+    spec = None
+    if not isinstance(raw_in, dict) or "path" not in raw_in:
+        problems.append(f"{where}:{lines.get(('input',), 1)}: 'input' needs a 'path' (a glob or a list of globs), or pass --input")
+    else:
+        raw_in = dict(raw_in)
+        if isinstance(raw_in["path"], str):
+            raw_in["path"] = [raw_in["path"]]
+        spec, errs = configure(InputSpec, raw_in, where, lines, ("input",), "input")
+        problems += errs
+        if spec is not None:
+            if spec.format not in FORMATS + ("auto",):
+                problems.append(f"{where}:{lines.get(('input', 'format'), 0)}: input: format must be one of {FORMATS + ('auto',)}")
+            if check_inputs:
+                for i, pattern in enumerate(spec.path):
+                    if "://" in pattern:
+                        continue  # remote: listed by the workers at run time
+                    if not glob.glob(pattern):
+                        line = lines.get(("input", "path", i), lines.get(("input", "path"), 0))
+                        src = "--input" if input_override else f"{where}:{line}"
+                        problems.append(f"{src}: input: {pattern!r} matches no file")
+            spec.path = [_abs(p) for p in spec.path]
+
+    # output
+    raw_out = data.get("output")
+    if output_override:
+        raw_out = dict(raw_out, path=output_override) if isinstance(raw_out, dict) else output_override
+    if isinstance(raw_out, str):
+        raw_out = {"path": raw_out}
+        lines[("output", "path")] = lines.get(("output",), 1)
+    out = None
+    if not isinstance(raw_out, dict) or "path" not in raw_out:
+        problems.append(f"{where}:{lines.get(('output',), 1)}: 'output' needs a folder path, or pass --output")
+    else:
+        out, errs = configure(OutputSpec, raw_out, where, lines, ("output",), "output")
+        problems += errs
+        if out is not None:
+            out.path = _abs(out.path)
+
+    # stages
+    stages = []
+    registry = all_stages()
+    raw_stages = data.get("stages") or []
+    if not isinstance(raw_stages, list):
+        problems.append(f"{where}:{lines.get(('stages',), 0)}: 'stages' is a list of '- name: {{params}}' items")
+        raw_stages = []
+    names_seen: dict[str, int] = {}
+    for i, item in enumerate(raw_stages):
+        line = lines.get(("stages", i), 0)
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            problems.append(f"{where}:{line}: stage {i + 1}: each stage is one 'name: {{params}}' mapping")
+            continue
+        (stype, params), = item.items()
+        params = {} if params is None else params
+        if stype not in registry:
+            close = difflib.get_close_matches(str(stype), list(registry), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known stages: {', '.join(sorted(registry))})"
+            problems.append(f"{where}:{line}: unknown stage {stype!r}{hint}")
+            continue
+        if not isinstance(params, dict):
+            problems.append(f"{where}:{line}: stage {stype!r}: parameters must be a mapping, got {params!r}")
+            continue
+        params = dict(params)
+        name = params.pop("name", None)
+        if name is None:
+            names_seen[stype] = names_seen.get(stype, 0) + 1
+            name = stype if names_seen[stype] == 1 else f"{stype}_{names_seen[stype]}"
+        obj, errs = configure(registry[stype], params, where, lines, ("stages", i, stype), f"stage {stype!r}")
+        problems += errs
+        if obj is not None:
+            stages.append((str(name), obj))
+    dup = {n for n, _ in stages if [m for m, _ in stages].count(n) > 1}
+    if dup:
+        problems.append(f"{where}: stage names must be unique; repeated: {sorted(dup)} (set 'name:' on one of them)")
+    if problems:
+        raise RecipeError(problems)
+    return Recipe(where, spec, out, stages)
+
+
+def _abs(p: str) -> str:
+    return p if "://" in p else os.path.abspath(p)

@@ -1,0 +1,322 @@
+"""Build the Beam pipeline for a recipe, run it, and settle the ledger.
+
+Output folder layout::
+
+    OUTPUT/data/part-<batch key>.parquet        kept documents
+    OUTPUT/rejected/<stage>-<batch key>.parquet dropped documents with drop_stage/drop_reason (opt-in)
+    OUTPUT/errors/<stage>-<batch key>.parquet   records that could not be read or processed, with reasons
+    OUTPUT/stats.json                           per-stage counts and the ledger check
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
+
+from curate import schema as S
+from curate.core import progress
+from curate.core.keydedup import KeyDedup
+from curate.core.recipe import Recipe
+from curate.core.registry import StageContext, build_stage
+from curate.core.stage import ERRORS, KEPT, NAMESPACE, REJECTED
+from curate.io.readers import is_local
+from curate.io.transforms import ReadInput
+from curate.io.writers import WriteBatches, join
+
+LOCAL_RUNNERS = (None, "", "local", "DirectRunner", "FnApiRunner", "InProcess")
+OUTPUT_PARTS = ("data", "rejected", "errors", "_tmp", "stats.json")
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+def _id_keyer(batch):
+    return S.hash_strings128(batch.column(S.ID)), None, None
+
+
+def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str) -> list[str]:
+    """Adds the recipe's transforms to ``p``; returns the ordered stage names for the ledger."""
+    out = recipe.output
+    names = ["read"]
+    res = p | "read" >> ReadInput(recipe.input)
+    kept, errors, rejected = res[KEPT], [res[ERRORS]], []
+    if recipe.input.unique_ids:
+        res = kept | "input_ids" >> KeyDedup("input_ids", _id_keyer, "duplicate id", tmp_dir, as_error=True)
+        kept = res[KEPT]
+        errors.append(res[ERRORS])
+        names.append("input_ids")
+    for name, obj in recipe.stages:
+        ctx = StageContext(name=name, tmp_dir=tmp_dir, write_rejected=out.write_rejected)
+        res = kept | name >> build_stage(obj, ctx)
+        kept = res[KEPT]
+        errors.append(res[ERRORS])
+        rejected.append(res[REJECTED])
+        names.append(name)
+    kept | "write" >> beam.ParDo(WriteBatches(join(out.path, "data"), "part-", out.compression, count_as="write"))
+    (errors | "FlattenErrors" >> beam.Flatten()
+     | "write_errors" >> beam.ParDo(WriteBatches(join(out.path, "errors"), "", out.compression)))
+    if out.write_rejected and rejected:
+        (rejected | "FlattenRejected" >> beam.Flatten()
+         | "write_rejected" >> beam.ParDo(WriteBatches(join(out.path, "rejected"), "", out.compression)))
+    return names
+
+
+# --------------------------------------------------------------------------------------- ledger
+
+
+@dataclass
+class StageStats:
+    name: str
+    n_in: int = 0
+    kept: int = 0
+    errors: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    flagged: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def balanced(self) -> bool:
+        return self.n_in == self.kept + self.n_dropped + self.errors
+
+
+def collect_stats(result, names: list[str]) -> dict[str, StageStats]:
+    stats = {n: StageStats(n) for n in names}
+    stats["write"] = StageStats("write")
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    for c in counters:
+        parts = c.key.metric.name.split("|")
+        value = c.committed if c.committed is not None else c.attempted
+        st = stats.setdefault(parts[0], StageStats(parts[0]))
+        kind = parts[1]
+        if kind == "in":
+            st.n_in += value
+        elif kind == "kept":
+            st.kept += value
+        elif kind == "errors":
+            st.errors += value
+        elif kind in ("dropped", "flagged"):
+            d = getattr(st, kind)
+            d[parts[2]] = d.get(parts[2], 0) + value
+    stats["write"].n_in = stats["write"].kept
+    return stats
+
+
+def check_ledger(stats: dict[str, StageStats], names: list[str]) -> list[str]:
+    problems = []
+    for n in names:
+        st = stats[n]
+        if not st.balanced():
+            problems.append(f"stage {n}: in {st.n_in} != kept {st.kept} + dropped {st.n_dropped} + errors {st.errors}")
+    for a, b in zip(names, names[1:]):
+        if stats[a].kept != stats[b].n_in:
+            problems.append(f"stage {a} kept {stats[a].kept} but stage {b} received {stats[b].n_in}")
+    if names and stats[names[-1]].kept != stats["write"].kept:
+        problems.append(f"last stage kept {stats[names[-1]].kept} but {stats['write'].kept} were written")
+    total_in = stats["read"].n_in
+    accounted = stats["write"].kept + sum(stats[n].n_dropped + stats[n].errors for n in names)
+    if total_in != accounted:
+        problems.append(f"input {total_in} != written {stats['write'].kept} + dropped + errors ({accounted - stats['write'].kept})")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+@dataclass
+class RunResult:
+    recipe: Recipe
+    names: list[str]
+    stats: dict[str, StageStats]
+    seconds: float
+    problems: list[str]
+    runner: str
+    dry_run: bool = False
+    job_steps: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "recipe": self.recipe.source_file,
+            "input": self.recipe.input.path,
+            "output": self.recipe.output.path,
+            "runner": self.runner,
+            "seconds": round(self.seconds, 3),
+            "ledger_ok": not self.problems,
+            "ledger_problems": self.problems,
+            "documents_in": self.stats["read"].n_in,
+            "documents_out": self.stats["write"].kept,
+            "stages": [
+                {"name": n, "in": s.n_in, "kept": s.kept, "dropped": s.dropped, "errors": s.errors, "flagged": s.flagged}
+                for n, s in ((n, self.stats[n]) for n in self.names + ["write"])
+            ],
+        }
+
+
+def _clean_output(path: str) -> None:
+    """Remove what an earlier (possibly crashed) run left in our own subfolders; nothing else."""
+    if is_local(path):
+        for part in OUTPUT_PARTS:
+            target = os.path.join(path, part)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+        os.makedirs(path, exist_ok=True)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    for part in OUTPUT_PARTS:
+        target = join(path, part)
+        matches = FileSystems.match([target + "/**"])[0].metadata_list
+        if matches:
+            FileSystems.delete([m.path for m in matches])
+
+
+def _ship_options(options: PipelineOptions) -> None:
+    """For remote runners: ship this package to the workers unless the user chose how."""
+    setup = options.view_as(SetupOptions)
+    if setup.setup_file or setup.extra_packages or setup.requirements_file:
+        return
+    from apache_beam.options.pipeline_options import WorkerOptions
+
+    if options.view_as(WorkerOptions).sdk_container_image:
+        return
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    pyproject = os.path.join(here, "pyproject.toml")
+    if os.path.exists(pyproject):
+        setup.setup_file = pyproject
+
+
+def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam_args: list[str] | None = None,
+               show_progress: bool = False) -> RunResult:
+    beam_args = list(beam_args or [])
+    local = runner in LOCAL_RUNNERS
+    options = PipelineOptions(beam_args)
+    if local:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        direct = options.view_as(DirectOptions)
+        if workers > 1:
+            direct.direct_num_workers = workers
+            direct.direct_running_mode = "multi_processing"
+        beam_runner = FnApiRunner()
+        runner_name = "local" + (f" ({workers} workers)" if workers > 1 else "")
+    else:
+        options.view_as(StandardOptions).runner = runner
+        _ship_options(options)
+        beam_runner = None
+        runner_name = runner
+    from apache_beam.options.pipeline_options import TestOptions
+
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    out = recipe.output.path
+    if not dry_run:
+        _clean_output(out)
+    tmp_dir = join(out, "_tmp")
+    if not local:
+        from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+        temp = options.view_as(GoogleCloudOptions).temp_location
+        if temp:
+            tmp_dir = join(temp, "curate-" + os.path.basename(out.rstrip("/")))
+
+    progress_dir = tempfile.mkdtemp(prefix="curate-progress-") if local else None
+    old_env = os.environ.get("CURATE_PROGRESS_DIR")
+    if progress_dir:
+        os.environ["CURATE_PROGRESS_DIR"] = progress_dir
+    p = beam.Pipeline(runner=beam_runner, options=options)
+    names = build_pipeline(p, recipe, tmp_dir)
+    start = time.time()
+    monitor = _Monitor(progress_dir, names, start) if (show_progress and progress_dir) else None
+    try:
+        if monitor:
+            monitor.start()
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        if monitor:
+            monitor.stop()
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+            if old_env is None:
+                os.environ.pop("CURATE_PROGRESS_DIR", None)
+            else:
+                os.environ["CURATE_PROGRESS_DIR"] = old_env
+    seconds = time.time() - start
+    if dry_run:
+        steps = _job_steps(result)
+        return RunResult(recipe, names, {n: StageStats(n) for n in names + ["write"]}, seconds, [], runner_name, True, steps)
+    stats = collect_stats(result, names)
+    problems = check_ledger(stats, names)
+    res = RunResult(recipe, names, stats, seconds, problems, runner_name)
+    _write_stats(out, res.to_json())
+    if is_local(tmp_dir):
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    else:
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            FileSystems.delete([tmp_dir])
+        except Exception:
+            pass
+    if problems:
+        raise LedgerError("the ledger does not balance:\n  " + "\n  ".join(problems))
+    return res
+
+
+def _write_stats(out: str, data: dict) -> None:
+    text = json.dumps(data, indent=2)
+    path = join(out, "stats.json")
+    if is_local(path):
+        with open(path, "w") as f:
+            f.write(text + "\n")
+    else:
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.create(path) as f:
+            f.write(text.encode())
+
+
+def _job_steps(result) -> list[str]:
+    job = getattr(result, "job", None)
+    if job is None or getattr(job, "proto_pipeline", None) is None:
+        return []
+    transforms = job.proto_pipeline.components.transforms
+    return sorted({t.unique_name.split("/")[0] for t in transforms.values() if t.unique_name})
+
+
+class _Monitor(threading.Thread):
+    """Draws a one-line progress display from the workers' progress files."""
+
+    def __init__(self, folder: str, names: list[str], start: float):
+        super().__init__(daemon=True)
+        self.folder, self.names, self.start_time = folder, names, start
+        self._halt = threading.Event()
+
+    def run(self):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        with console.status("starting ...") as status:
+            while not self._halt.wait(0.5):
+                counts = progress.read(self.folder)
+                el = time.time() - self.start_time
+                read = counts.get("read", 0)
+                parts = [f"{n} {counts.get(n, 0):,}" for n in self.names[1:] + ["write"] if counts.get(n)]
+                status.update(f"[{el:6.1f}s] read {read:,} docs ({read / max(el, 1e-9):,.0f}/s)  " + "  ".join(parts))
+
+    def stop(self):
+        self._halt.set()
+        self.join(timeout=2)

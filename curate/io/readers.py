@@ -1,0 +1,546 @@
+"""Readers: jsonl(.gz/.zst), Parquet, Arrow IPC and WARC (HTML extracted to text).
+
+Reading happens in three Beam steps so that nothing is listed at pipeline construction time
+(gs:// inputs are only touched by workers) and no large file becomes one unit of work:
+
+1. ``ExpandInput``: glob patterns -> (file index, path, size), sorted, at run time.
+2. ``SplitFile``: a file -> shards. Parquet splits by row groups, Arrow IPC files by record
+   batches, uncompressed jsonl by byte ranges; compressed text and WARC files are one shard each.
+3. ``ReadShard``: a shard -> record batches in the document schema, plus error and drop records.
+
+A line/row that cannot be read becomes an error record that names the file and location; it is
+counted in the ledger and never silently lost.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import orjson
+import pyarrow as pa
+
+from curate import schema as S
+
+FORMATS = ("jsonl", "parquet", "arrow", "warc")
+
+
+@dataclass
+class InputSpec:
+    """Where documents come from and how to map their fields onto the schema."""
+
+    path: list[str]
+    format: str = "auto"
+    text_key: str = "text"
+    id_key: str = "id"
+    url_key: str = "url"
+    html_key: str | None = None
+    source: str | None = None
+    batch_size: int = 4096
+    batch_bytes: int = 64 << 20
+    split_bytes: int = 128 << 20
+    unique_ids: bool = True
+    extract: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Shard:
+    file_index: int
+    path: str
+    format: str
+    index: int  # ordinal of the shard within its file
+    start: int = 0  # byte offset, row group or record batch
+    end: int = -1  # exclusive; -1: to the end of the file
+    whole_file: bool = True
+    problem: str | None = None  # set when the file could not even be split (corrupt footer ...)
+    n_records: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.file_index:05d}-{self.index:05d}"
+
+
+def detect_format(path: str, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    name = path.lower()
+    for suffix in (".gz", ".zst", ".zstd"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".arrow", ".ipc", ".feather")):
+        return "arrow"
+    if name.endswith((".warc", ".arc")):
+        return "warc"
+    raise ValueError(f"{path}: cannot tell the format from the file name; set input.format to one of {FORMATS}")
+
+
+def compression_of(path: str) -> str | None:
+    name = path.lower()
+    if name.endswith(".gz"):
+        return "gzip"
+    if name.endswith((".zst", ".zstd")):
+        return "zstd"
+    return None
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def open_raw(path: str):
+    """A seekable binary stream for a local path or any Beam filesystem path."""
+    if is_local(path):
+        return open(path.removeprefix("file://"), "rb", buffering=1 << 20)
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def open_decompressed(path: str):
+    raw = open_raw(path)
+    comp = compression_of(path)
+    if comp == "gzip":
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=1 << 20)
+    if comp == "zstd":
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), buffer_size=1 << 20)
+    return raw
+
+
+def list_files(patterns: list[str]) -> list[tuple[str, int]]:
+    """Expand glob patterns (local or Beam filesystems) to sorted, de-duplicated (path, size)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found: dict[str, int] = {}
+    for pattern in patterns:
+        results = FileSystems.match([pattern])[0].metadata_list
+        if not results:
+            raise FileNotFoundError(f"input pattern {pattern!r} matched no files")
+        for m in results:
+            found[m.path] = m.size_in_bytes
+    return sorted(found.items())
+
+
+def split_file(file_index: int, path: str, size: int, spec: InputSpec) -> list[Shard]:
+    fmt = detect_format(path, spec.format)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            with open_raw(path) as f:
+                md = pq.ParquetFile(f).metadata
+        except Exception as e:  # corrupt footer, not a parquet file ...
+            return [Shard(file_index, path, fmt, 0, problem=f"cannot open Parquet file: {e}")]
+        shards, start, acc = [], 0, 0
+        for rg in range(md.num_row_groups):
+            acc += md.row_group(rg).total_byte_size
+            if acc >= spec.split_bytes or rg == md.num_row_groups - 1:
+                shards.append(Shard(file_index, path, fmt, len(shards), start, rg + 1, md.num_row_groups == rg + 1 and start == 0))
+                start, acc = rg + 1, 0
+        return shards or [Shard(file_index, path, fmt, 0, 0, 0)]
+    if fmt == "arrow":
+        try:
+            with open_raw(path) as f:
+                reader = pa.ipc.open_file(f)
+                n = reader.num_record_batches
+                sizes = [reader.get_batch(i).nbytes for i in range(n)] if n > 1 else [0] * n
+        except pa.ArrowInvalid:
+            return [Shard(file_index, path, "arrow_stream", 0)]  # IPC stream format: read whole
+        except Exception as e:
+            return [Shard(file_index, path, fmt, 0, problem=f"cannot open Arrow file: {e}")]
+        shards, start, acc = [], 0, 0
+        for i, nb in enumerate(sizes):
+            acc += nb
+            if acc >= spec.split_bytes or i == n - 1:
+                shards.append(Shard(file_index, path, fmt, len(shards), start, i + 1, start == 0 and i == n - 1))
+                start, acc = i + 1, 0
+        return shards or [Shard(file_index, path, fmt, 0, 0, 0)]
+    if fmt == "jsonl" and compression_of(path) is None and size > spec.split_bytes:
+        n = -(-size // spec.split_bytes)
+        return [
+            Shard(file_index, path, fmt, i, i * spec.split_bytes, min(size, (i + 1) * spec.split_bytes), False)
+            for i in range(n)
+        ]
+    return [Shard(file_index, path, fmt, 0)]
+
+
+class BatchBuilder:
+    """Accumulates documents of one shard and cuts them into keyed record batches.
+
+    Also collects error rows and reader-level drops for the shard.
+    """
+
+    def __init__(self, shard: Shard, spec: InputSpec):
+        self.shard, self.spec = shard, spec
+        self.default_source = spec.source or _stem(shard.path)
+        self.rows: list[dict] = []
+        self.positions: list[int] = []
+        self.nbytes = 0
+        self.n_batches = 0
+        self.errors: list[dict] = []
+        self.dropped: dict[str, int] = {}
+        self.n_in = 0
+
+    def error(self, location: str, reason: str, snippet=None, id=None, n_records: int = 1):
+        self.errors.append(
+            dict(stage="read", file=self.shard.path, location=location, id=id, reason=reason,
+                 n_records=n_records, snippet=None if snippet is None else _snippet(snippet))
+        )
+
+    def drop(self, reason: str, n: int = 1):
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def add(self, record: dict, position: int, location: str) -> Iterator[pa.RecordBatch]:
+        """Validate one record (a dict from jsonl/WARC) and queue it; yields full batches."""
+        self.n_in += 1
+        spec = self.spec
+        text = record.get(spec.text_key)
+        rid = record.get(spec.id_key)
+        if text is None:
+            reason = f"missing field {spec.text_key!r}" if spec.text_key not in record else f"null {spec.text_key!r}"
+            self.error(location, reason, orjson.dumps(record, default=str)[:300].decode("utf-8", "replace"),
+                       None if rid is None else str(rid))
+            return
+        if not isinstance(text, str):
+            self.error(location, f"field {spec.text_key!r} is {type(text).__name__}, not a string", str(text)[:300])
+            return
+        if spec.id_key in record and rid is None:
+            self.error(location, f"null {spec.id_key!r}", text)
+            return
+        if not text.strip():
+            self.drop("empty_text")
+            return
+        self.rows.append(record)
+        self.positions.append(position)
+        self.nbytes += len(text)
+        if len(self.rows) >= spec.batch_size or self.nbytes >= spec.batch_bytes:
+            yield self.flush()
+
+    def flush(self) -> pa.RecordBatch | None:
+        if not self.rows:
+            return None
+        spec = self.spec
+        rows, positions = self.rows, self.positions
+        self.rows, self.positions, self.nbytes = [], [], 0
+        texts = pa.array([r[spec.text_key] for r in rows], type=pa.string())
+        cols: dict[str, pa.Array] = {}
+        if any(spec.id_key in r for r in rows):
+            cols[S.ID] = pa.array([_as_id(r.get(spec.id_key)) for r in rows], type=pa.string())
+        cols[S.TEXT] = texts
+        cols[S.SOURCE] = pa.array([r.get("source") or self.default_source for r in rows], type=pa.string())
+        cols[S.URL] = pa.array([_str_or_none(r.get(spec.url_key)) for r in rows], type=pa.string())
+        skip = {spec.text_key, spec.id_key, spec.url_key, "source", spec.html_key}
+        extra: dict[str, list] = {}
+        for i, r in enumerate(rows):
+            for k, v in r.items():
+                if k not in skip:
+                    extra.setdefault(k, [None] * len(rows))[i] = v
+        for k in sorted(extra):
+            cols[k] = _to_arrow(extra[k])
+        return self._emit(cols, positions)
+
+    def _emit(self, cols: dict[str, pa.Array], positions: list[int]) -> pa.RecordBatch:
+        """Finish a batch: derive ids when the input has none, core columns first, attach the batch key."""
+        if S.ID not in cols:
+            cols[S.ID] = S.derive_ids(self.default_source, os.path.basename(self.shard.path), positions, cols[S.TEXT])
+        order = [S.ID, S.TEXT, S.SOURCE, S.URL] + [k for k in cols if k not in S.CORE_COLUMNS]
+        batch = pa.RecordBatch.from_arrays([cols[k] for k in order], names=order)
+        key = f"{self.shard.key}-{self.n_batches:05d}"
+        self.n_batches += 1
+        return S.with_key(batch, key)
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(path.rstrip("/"))
+    for _ in range(3):
+        root, ext = os.path.splitext(name)
+        if not ext:
+            break
+        name = root
+    return name
+
+
+def _snippet(v) -> str:
+    if isinstance(v, bytes):
+        v = v[:300].decode("utf-8", "replace")
+    return str(v)[:300]
+
+
+def _as_id(v):
+    if v is None:
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def _str_or_none(v):
+    if v is None:
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def _to_arrow(values: list) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # mixed types across records: keep them losslessly as JSON strings
+        return pa.array([None if v is None else orjson.dumps(v, default=str).decode() for v in values], type=pa.string())
+
+
+# ---------------------------------------------------------------- per-format shard readers
+
+
+def read_shard(shard: Shard, spec: InputSpec) -> Iterator[tuple[str, object]]:
+    """Yields ("batch", RecordBatch) items, then one ("report", BatchBuilder) item with errors/drops."""
+    b = BatchBuilder(shard, spec)
+    if shard.problem:
+        b.n_in += shard.n_records
+        b.error("file", shard.problem, n_records=shard.n_records)
+        yield "report", b
+        return
+    readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "arrow": _read_arrow,
+               "arrow_stream": _read_arrow_stream, "warc": _read_warc}
+    for batch in readers[shard.format](shard, spec, b):
+        if batch is not None:
+            yield "batch", batch
+    last = b.flush()
+    if last is not None:
+        yield "batch", last
+    yield "report", b
+
+
+def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    loads = orjson.loads
+    try:
+        f = open_decompressed(shard.path)
+    except Exception as e:
+        b.n_in += 1
+        b.error("file", f"cannot open: {e}")
+        return
+    with f:
+        if shard.whole_file:
+            pos, lineno = 0, 0
+        else:
+            pos = shard.start
+            if pos > 0:
+                f.seek(pos - 1)
+                pos += len(f.readline()) - 1
+        end = shard.end if shard.end >= 0 else None
+        lineno = 0
+        while end is None or pos < end:
+            try:
+                line = f.readline()
+            except (EOFError, zlib.error, OSError) as e:
+                b.n_in += 1
+                where = f"after line {lineno}" if shard.whole_file else f"after byte {pos}"
+                b.error(where, f"truncated or corrupt compressed stream ({type(e).__name__}: {e}); the rest of the file is unreadable")
+                return
+            if not line:
+                break
+            lineno += 1
+            here = pos
+            pos += len(line)
+            if not line.strip():
+                continue
+            location = f"line {lineno}" if shard.whole_file else f"byte offset {here}"
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError as e:
+                b.n_in += 1
+                msg = str(e)
+                reason = "invalid UTF-8" if "utf-8" in msg.lower() or "unicode" in msg.lower() else "malformed JSON"
+                b.error(location, f"{reason}: {msg}", line)
+                continue
+            if not isinstance(record, dict):
+                b.n_in += 1
+                b.error(location, f"JSON value is a {type(record).__name__}, not an object", line)
+                continue
+            if spec.html_key:
+                record = _extract_record(record, spec, b, location)
+                if record is None:
+                    continue
+            yield from b.add(record, lineno if shard.whole_file else here, location)
+
+
+def _extract_record(record: dict, spec: InputSpec, b: BatchBuilder, location: str) -> dict | None:
+    from curate.io.html import extract_text
+
+    html = record.get(spec.html_key)
+    if html is None:
+        b.n_in += 1
+        b.error(location, f"missing or null {spec.html_key!r}")
+        return None
+    try:
+        text = extract_text(html, record.get(spec.url_key), **spec.extract)
+    except Exception as e:
+        b.n_in += 1
+        b.error(location, f"HTML extraction failed: {type(e).__name__}: {e}", html)
+        return None
+    if not text:
+        b.n_in += 1
+        b.drop("no_extracted_text")
+        return None
+    record = dict(record)
+    record[spec.text_key] = text
+    return record
+
+
+def _table_to_batches(table: pa.Table, shard: Shard, spec: InputSpec, b: BatchBuilder, first_row: int):
+    """Map a columnar chunk onto the schema, vectorized; rows with bad text/id go to errors."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    names = table.column_names
+    b.n_in += n
+    if spec.html_key:
+        if spec.html_key not in names:
+            b.error(f"rows {first_row}-{first_row + n - 1}", f"column {spec.html_key!r} not found (columns: {names})", n_records=n)
+            return
+        rows = table.to_pylist()
+        b.n_in -= n
+        for i, r in enumerate(rows):
+            loc = f"row {first_row + i}"
+            rec = _extract_record(r, spec, b, loc)
+            if rec is not None:
+                yield from b.add(rec, first_row + i, loc)
+        return
+    if spec.text_key not in names:
+        b.error(f"rows {first_row}-{first_row + n - 1}", f"column {spec.text_key!r} not found (columns: {names})", n_records=n)
+        return
+    text = table.column(spec.text_key)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        b.error(f"rows {first_row}-{first_row + n - 1}", f"column {spec.text_key!r} has type {text.type}, not string", n_records=n)
+        return
+    text = text.cast(pa.string()).combine_chunks()
+    bad = np.zeros(n, dtype=bool)
+    null_text = text.is_null().to_numpy(zero_copy_only=False)
+    ids = None
+    null_id = np.zeros(n, dtype=bool)
+    if spec.id_key in names:
+        ids = table.column(spec.id_key).combine_chunks()
+        null_id = ids.is_null().to_numpy(zero_copy_only=False)
+        ids = ids.cast(pa.string())
+    for i in np.flatnonzero(null_text | null_id):
+        reason = f"null {spec.text_key!r}" if null_text[i] else f"null {spec.id_key!r}"
+        b.error(f"row {first_row + int(i)}", reason, None if null_text[i] else text[int(i)].as_py(),
+                None if ids is None or null_id[i] else ids[int(i)].as_py())
+    bad |= null_text | null_id
+    empty = ~bad & (pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), True).to_numpy(zero_copy_only=False))
+    if empty.any():
+        b.drop("empty_text", int(empty.sum()))
+    good = ~(bad | empty)
+    positions = np.arange(first_row, first_row + n)[good]
+    mask = pa.array(good)
+    cols: dict[str, pa.Array] = {}
+    if ids is not None:
+        cols[S.ID] = ids.filter(mask)
+    cols[S.TEXT] = text.filter(mask)
+    if "source" in names:
+        src = table.column("source").combine_chunks().cast(pa.string()).filter(mask)
+        cols[S.SOURCE] = pc.fill_null(src, b.default_source)
+    else:
+        cols[S.SOURCE] = pa.array([b.default_source] * int(good.sum()), type=pa.string())
+    if spec.url_key in names:
+        cols[S.URL] = table.column(spec.url_key).combine_chunks().cast(pa.string()).filter(mask)
+    else:
+        cols[S.URL] = pa.nulls(int(good.sum()), type=pa.string())
+    skip = {spec.text_key, spec.id_key, spec.url_key, "source"}
+    for k in names:
+        if k not in skip:
+            cols[k] = table.column(k).combine_chunks().filter(mask)
+    if not len(positions):
+        return
+    # cut into batches of the configured size
+    total = len(positions)
+    step = spec.batch_size
+    for s in range(0, total, step):
+        part = {k: v.slice(s, step) for k, v in cols.items()}
+        yield b._emit(part, positions[s : s + step].tolist())
+
+
+def _read_parquet(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    import pyarrow.parquet as pq
+
+    f = open_raw(shard.path)
+    with f:
+        pf = pq.ParquetFile(f)
+        md = pf.metadata
+        first_row = sum(md.row_group(i).num_rows for i in range(shard.start))
+        for rg in range(shard.start, shard.end if shard.end >= 0 else md.num_row_groups):
+            n_rg = md.row_group(rg).num_rows
+            try:
+                table = pf.read_row_group(rg)
+            except Exception as e:
+                b.n_in += n_rg
+                b.error(f"row group {rg} (rows {first_row}-{first_row + n_rg - 1})", f"cannot read row group: {e}", n_records=n_rg)
+                first_row += n_rg
+                continue
+            for start in range(0, n_rg, spec.batch_size):
+                yield from _table_to_batches(table.slice(start, spec.batch_size), shard, spec, b, first_row + start)
+            first_row += n_rg
+
+
+def _read_arrow(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    with open_raw(shard.path) as f:
+        reader = pa.ipc.open_file(f)
+        first_row = sum(reader.get_batch(i).num_rows for i in range(shard.start))
+        for i in range(shard.start, shard.end if shard.end >= 0 else reader.num_record_batches):
+            rb = reader.get_batch(i)
+            yield from _table_to_batches(pa.Table.from_batches([rb]), shard, spec, b, first_row)
+            first_row += rb.num_rows
+
+
+def _read_arrow_stream(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    first_row = 0
+    try:
+        with open_raw(shard.path) as f:
+            for rb in pa.ipc.open_stream(f):
+                yield from _table_to_batches(pa.Table.from_batches([rb]), shard, spec, b, first_row)
+                first_row += rb.num_rows
+    except pa.ArrowInvalid as e:
+        b.n_in += 1
+        b.error(f"after row {first_row}", f"corrupt or truncated Arrow stream: {e}")
+
+
+def _read_warc(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    from curate.io.html import extract_text
+
+    n = 0
+    try:
+        stream = open_raw(shard.path)
+        for rec in ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True):
+            n += 1
+            b.n_in += 1
+            loc = f"record {n}"
+            rid = (rec.record_id or "").strip("<>").removeprefix("urn:uuid:") or None
+            url = rec.headers.get("WARC-Target-URI")
+            ctype = (rec.http_headers.get("Content-Type", "") if rec.http_headers else "").lower()
+            if "html" not in ctype:
+                b.drop("not_html")
+                continue
+            try:
+                body = rec.reader.read()
+                text = extract_text(body, url, **spec.extract)
+            except Exception as e:
+                b.error(loc, f"HTML extraction failed: {type(e).__name__}: {e}", id=rid)
+                continue
+            if not text:
+                b.drop("no_extracted_text")
+                continue
+            b.n_in -= 1  # counted again by add()
+            record = {spec.id_key: rid, spec.text_key: text, spec.url_key: url, "warc_date": rec.headers.get("WARC-Date")}
+            yield from b.add(record, n, loc)
+    except Exception as e:
+        b.n_in += 1
+        b.error(f"after record {n}", f"corrupt or truncated WARC: {type(e).__name__}: {e}")

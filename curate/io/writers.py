@@ -1,0 +1,59 @@
+"""Parquet writers with atomic finalization and stable names."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate import schema as S
+from curate.core import progress
+from curate.core.stage import counter
+from curate.io.readers import is_local
+
+
+def join(folder: str, name: str) -> str:
+    return folder.rstrip("/") + "/" + name
+
+
+def write_parquet(batch: pa.RecordBatch | pa.Table, path: str, compression: str = "zstd") -> None:
+    """Write ``batch`` to ``path`` atomically: a temporary name, then a rename."""
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    table = table.replace_schema_metadata(None)
+    folder, name = path.rsplit("/", 1)
+    tmp = join(folder, f".{name}.{uuid.uuid4().hex[:8]}.inprogress")
+    if is_local(path):
+        os.makedirs(folder, exist_ok=True)
+        pq.write_table(table, tmp, compression=compression)
+        os.replace(tmp, path)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(tmp) as f:
+        pq.write_table(table, f, compression=compression)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+class WriteBatches(beam.DoFn):
+    """Writes each batch to ``<folder>/<prefix><batch key>.parquet``; yields (path, rows)."""
+
+    def __init__(self, folder: str, prefix: str = "part-", compression: str = "zstd", count_as: str | None = None):
+        self.folder, self.prefix, self.compression = folder, prefix, compression
+        self.count_as = count_as
+
+    def setup(self):
+        self.counter = counter(self.count_as, "kept") if self.count_as else None
+
+    def process(self, batch: pa.RecordBatch):
+        if batch.num_rows == 0:
+            return
+        path = join(self.folder, f"{self.prefix}{S.batch_key(batch)}.parquet")
+        write_parquet(batch, path, self.compression)
+        if self.counter is not None:
+            self.counter.inc(batch.num_rows)
+            progress.add(self.count_as, batch.num_rows)
+        yield path, batch.num_rows
