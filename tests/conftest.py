@@ -1,0 +1,47 @@
+import glob
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.core.recipe import parse_recipe
+from curate.core.runner import run_recipe
+
+PROSE = [
+    "The river had risen overnight, and by morning the lower fields were a sheet of brown water that reflected the low clouds.",
+    "Engineers measured the load on each beam twice, once in the cold of the early morning and again in the heat of the afternoon.",
+    "She kept a notebook of every recipe she tried, with the oven temperature, the baking time and a short verdict in the margin.",
+    "Volunteers counted the birds along the coast every spring, and their records now span more than forty years of careful work.",
+    "The library reopened after the renovation with longer hours, a quiet reading room and a small workshop for repairing old books.",
+    "A good compiler error message names the file, the line and the reason, and ideally suggests what the programmer meant to write.",
+]
+
+
+def prose(i: int, n_sentences: int = 6) -> str:
+    return " ".join(PROSE[(i + k) % len(PROSE)] for k in range(n_sentences)) + f" Document number {i}."
+
+
+def write_jsonl(path, records, opener=open):
+    with opener(path, "wt") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def read_output(out_dir, part="data") -> pa.Table:
+    files = sorted(glob.glob(os.path.join(out_dir, part, "*.parquet")))
+    if not files:
+        return pa.table({})
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def run_text(recipe_text: str, workers: int = 1):
+    recipe = parse_recipe(recipe_text, "<test>")
+    return run_recipe(recipe, workers=workers)
+
+
+@pytest.fixture
+def run():
+    return run_text

@@ -1,0 +1,91 @@
+"""Readers: every format, splitting, and that a split read equals a whole read."""
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+from conftest import prose, read_output, write_jsonl
+
+from curate.io.readers import InputSpec, read_shard, split_file
+
+
+def _docs(n, offset=0):
+    return [{"id": f"d{offset + i}", "text": prose(i), "url": f"https://example.org/{i}", "meta": {"k": i}} for i in range(n)]
+
+
+def _read_all(path, spec):
+    import os
+
+    shards = split_file(0, path, os.path.getsize(path), spec)
+    rows, errors = [], []
+    for sh in shards:
+        for kind, item in read_shard(sh, spec):
+            if kind == "batch":
+                rows += item.to_pylist()
+            else:
+                errors += item.errors
+    return shards, rows, errors
+
+
+def test_jsonl_byte_ranges_equal_whole_file(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", _docs(500))
+    whole_shards, whole, _ = _read_all(path, InputSpec(path=[path]))
+    split_shards, split, _ = _read_all(path, InputSpec(path=[path], split_bytes=997, batch_size=7))
+    assert len(whole_shards) == 1 and len(split_shards) > 50
+    assert [r["id"] for r in split] == [r["id"] for r in whole] == [f"d{i}" for i in range(500)]
+    assert split == whole
+
+
+def test_parquet_row_group_split_and_columns(tmp_path):
+    table = pa.Table.from_pylist(_docs(300))
+    path = str(tmp_path / "a.parquet")
+    pq.write_table(table, path, row_group_size=50)
+    shards, rows, errors = _read_all(path, InputSpec(path=[path], split_bytes=1))
+    assert len(shards) == 6 and not errors
+    assert [r["id"] for r in rows] == [f"d{i}" for i in range(300)]
+    assert rows[7]["text"] == prose(7) and rows[7]["url"] == "https://example.org/7"
+
+
+def test_compressed_and_arrow_and_column_mapping(tmp_path):
+    docs = [{"doc_id": i, "body": prose(i), "lang": "en"} for i in range(50)]
+    gz = write_jsonl(tmp_path / "a.jsonl.gz", docs, gzip.open)
+    zst = tmp_path / "a.jsonl.zst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress("".join(json.dumps(d) + "\n" for d in docs).encode()))
+    arrow = str(tmp_path / "a.arrow")
+    with pa.OSFile(arrow, "wb") as f, pa.ipc.new_file(f, pa.Table.from_pylist(docs).schema) as w:
+        for s in range(0, 50, 10):
+            w.write_table(pa.Table.from_pylist(docs[s : s + 10]))
+    for path in (gz, str(zst), arrow):
+        spec = InputSpec(path=[path], text_key="body", id_key="doc_id", split_bytes=1)
+        _, rows, errors = _read_all(path, spec)
+        assert not errors, path
+        assert [r["id"] for r in rows] == [str(i) for i in range(50)], path
+        assert rows[3]["text"] == prose(3) and rows[3]["lang"] == "en" and rows[3]["source"] == "a"
+
+
+def test_derived_ids_are_stable_and_unique(tmp_path):
+    docs = [{"text": "same text"}, {"text": "same text"}, {"text": "other"}]
+    path = write_jsonl(tmp_path / "noid.jsonl", docs)
+    _, rows1, _ = _read_all(path, InputSpec(path=[path]))
+    _, rows2, _ = _read_all(path, InputSpec(path=[path]))
+    ids = [r["id"] for r in rows1]
+    assert len(set(ids)) == 3 and ids == [r["id"] for r in rows2]
+
+
+def test_html_column_extraction(tmp_path, run):
+    html = "<html><head><title>t</title></head><body><nav>Home | About</nav><article><h1>Bridges</h1>" + "".join(
+        f"<p>{prose(i, 3)}</p>" for i in range(4)) + "</article><footer>Copyright</footer></body></html>"
+    pq.write_table(pa.table({"id": ["p1", "p2"], "html": [html, "<html><body></body></html>"]}), tmp_path / "pages.parquet")
+    res = run(f"""
+input: {{path: {tmp_path}/pages.parquet, html_key: html}}
+output: {tmp_path}/out
+""")
+    out = read_output(tmp_path / "out")
+    assert out.column("id").to_pylist() == ["p1"]
+    assert PROSE_START in out.column("text")[0].as_py()
+    assert "html" not in out.column_names
+    assert res.stats["read"].dropped == {"no_extracted_text": 1}
+
+
+PROSE_START = "The river had risen overnight"
