@@ -223,17 +223,17 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
             raw_in["path"] = [raw_in["path"]]
         spec, errs = configure(InputSpec, raw_in, where, lines, ("input",), "input")
         problems += errs
+        if spec is not None and spec.format not in FORMATS + ("auto",):
+            problems.append(f"{where}:{lines.get(('input', 'format'), 0)}: input: format must be one of {FORMATS + ('auto',)}")
+        if check_inputs and isinstance(raw_in["path"], list):
+            for i, pattern in enumerate(raw_in["path"]):
+                if not isinstance(pattern, str) or "://" in pattern:
+                    continue  # remote: listed by the workers at run time
+                if not glob.glob(pattern):
+                    line = lines.get(("input", "path", i), lines.get(("input", "path"), 0))
+                    src = "--input" if input_override else f"{where}:{line}"
+                    problems.append(f"{src}: input: {pattern!r} matches no file")
         if spec is not None:
-            if spec.format not in FORMATS + ("auto",):
-                problems.append(f"{where}:{lines.get(('input', 'format'), 0)}: input: format must be one of {FORMATS + ('auto',)}")
-            if check_inputs:
-                for i, pattern in enumerate(spec.path):
-                    if "://" in pattern:
-                        continue  # remote: listed by the workers at run time
-                    if not glob.glob(pattern):
-                        line = lines.get(("input", "path", i), lines.get(("input", "path"), 0))
-                        src = "--input" if input_override else f"{where}:{line}"
-                        problems.append(f"{src}: input: {pattern!r} matches no file")
             spec.path = [_abs(p) for p in spec.path]
 
     # output

@@ -292,7 +292,7 @@ def _job_steps(result) -> list[str]:
     if job is None or getattr(job, "proto_pipeline", None) is None:
         return []
     transforms = job.proto_pipeline.components.transforms
-    return sorted({t.unique_name.split("/")[0] for t in transforms.values() if t.unique_name})
+    return sorted({t.unique_name.split("/")[0] for t in transforms.values() if t.unique_name and not t.unique_name.startswith("ref_")})
 
 
 class _Monitor(threading.Thread):

@@ -104,16 +104,67 @@ def open_raw(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def open_decompressed(path: str):
-    raw = open_raw(path)
-    comp = compression_of(path)
+class TruncatedStream(Exception):
+    """A compressed stream ended early or is corrupt; every complete line before it was yielded."""
+
+
+def _decompressed_chunks(raw, comp: str, chunk: int = 1 << 20):
+    """Decompressed chunks of a gzip (multi-member) or zstd stream; raises TruncatedStream at a cut."""
     if comp == "gzip":
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=1 << 20)
-    if comp == "zstd":
+        d, started = zlib.decompressobj(wbits=47), False
+        while True:
+            data = raw.read(chunk)
+            if not data:
+                if started:
+                    raise TruncatedStream("gzip stream ends before its end marker")
+                return
+            while data:
+                started = True
+                try:
+                    out = d.decompress(data)
+                except zlib.error as e:
+                    raise TruncatedStream(f"corrupt gzip data: {e}") from None
+                if out:
+                    yield out
+                if d.eof:  # end of one gzip member; another may follow
+                    data = d.unused_data.lstrip(b"\0")
+                    d, started = zlib.decompressobj(wbits=47), False
+                else:
+                    data = b""
+    else:
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), buffer_size=1 << 20)
-    return raw
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        while True:
+            try:
+                out = reader.read(chunk)
+            except zstandard.ZstdError as e:
+                raise TruncatedStream(f"corrupt or truncated zstd data: {e}") from None
+            if not out:
+                return
+            yield out
+
+
+def iter_lines(path: str):
+    """(byte offset, line) of a jsonl file, decompressing gzip/zstd as a stream."""
+    comp = compression_of(path)
+    with open_raw(path) as raw:
+        if comp is None:
+            pos = 0
+            for line in raw:
+                yield pos, line
+                pos += len(line)
+            return
+        pos, rest = 0, b""
+        for chunk in _decompressed_chunks(raw, comp):
+            buf = rest + chunk
+            lines = buf.split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield pos, line
+                pos += len(line) + 1
+        if rest:
+            yield pos, rest
 
 
 def list_files(patterns: list[str]) -> list[tuple[str, int]]:
@@ -317,40 +368,33 @@ def read_shard(shard: Shard, spec: InputSpec) -> Iterator[tuple[str, object]]:
     yield "report", b
 
 
+def _jsonl_lines(shard: Shard):
+    """(line number or None, byte offset, line) for the shard's lines; byte ranges for split files."""
+    if shard.whole_file:
+        for n, (pos, line) in enumerate(iter_lines(shard.path), 1):
+            yield n, pos, line
+        return
+    with open_raw(shard.path) as f:
+        pos = shard.start
+        if pos > 0:  # the line that straddles our start belongs to the previous shard
+            f.seek(pos - 1)
+            pos += len(f.readline()) - 1
+        while pos < shard.end:
+            line = f.readline()
+            if not line:
+                return
+            yield None, pos, line
+            pos += len(line)
+
+
 def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
     loads = orjson.loads
+    lineno = 0
     try:
-        f = open_decompressed(shard.path)
-    except Exception as e:
-        b.n_in += 1
-        b.error("file", f"cannot open: {e}")
-        return
-    with f:
-        if shard.whole_file:
-            pos, lineno = 0, 0
-        else:
-            pos = shard.start
-            if pos > 0:
-                f.seek(pos - 1)
-                pos += len(f.readline()) - 1
-        end = shard.end if shard.end >= 0 else None
-        lineno = 0
-        while end is None or pos < end:
-            try:
-                line = f.readline()
-            except (EOFError, zlib.error, OSError) as e:
-                b.n_in += 1
-                where = f"after line {lineno}" if shard.whole_file else f"after byte {pos}"
-                b.error(where, f"truncated or corrupt compressed stream ({type(e).__name__}: {e}); the rest of the file is unreadable")
-                return
-            if not line:
-                break
-            lineno += 1
-            here = pos
-            pos += len(line)
+        for lineno, pos, line in _jsonl_lines(shard):
             if not line.strip():
                 continue
-            location = f"line {lineno}" if shard.whole_file else f"byte offset {here}"
+            location = f"line {lineno}" if lineno is not None else f"byte offset {pos}"
             try:
                 record = loads(line)
             except orjson.JSONDecodeError as e:
@@ -367,7 +411,13 @@ def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
                 record = _extract_record(record, spec, b, location)
                 if record is None:
                     continue
-            yield from b.add(record, lineno if shard.whole_file else here, location)
+            yield from b.add(record, lineno if lineno is not None else pos, location)
+    except TruncatedStream as e:
+        b.n_in += 1
+        b.error(f"after line {lineno}", f"truncated or corrupt compressed stream: {e}; the rest of the file is unreadable")
+    except OSError as e:
+        b.n_in += 1
+        b.error(f"after line {lineno}", f"cannot read file: {e}")
 
 
 def _extract_record(record: dict, spec: InputSpec, b: BatchBuilder, location: str) -> dict | None:
