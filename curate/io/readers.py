@@ -387,13 +387,77 @@ def _jsonl_lines(shard: Shard):
             pos += len(line)
 
 
+def _shard_bytes(shard: Shard, limit: int) -> bytes | None:
+    """The whole (decompressed) content of a shard, or None when it is larger than ``limit``."""
+    if shard.whole_file:
+        with open_raw(shard.path) as raw:
+            comp = compression_of(shard.path)
+            if comp is None:
+                data = raw.read(limit + 1)
+                return data if len(data) <= limit else None
+            out, n = [], 0
+            try:
+                for chunk in _decompressed_chunks(raw, comp):
+                    n += len(chunk)
+                    if n > limit:
+                        return None
+                    out.append(chunk)
+            except TruncatedStream:
+                return None
+            return b"".join(out)
+    if shard.end - shard.start > limit:
+        return None
+    with open_raw(shard.path) as f:
+        pos = shard.start
+        if pos > 0:
+            f.seek(pos - 1)
+            pos += len(f.readline()) - 1
+        data = f.read(max(0, shard.end - pos))
+        return data + f.readline() if data and not data.endswith(b"\n") else data
+
+
+def _read_jsonl_fast(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    """Vectorized path: pyarrow.json over the whole shard. Returns None (nothing emitted) when the
+    shard has anything the per-line path must report precisely (bad JSON, nulls, missing fields)."""
+    import pyarrow.json as pj
+
+    if spec.html_key:
+        return None
+    try:
+        data = _shard_bytes(shard, spec.split_bytes)
+        if data is None or not data.strip():
+            return None
+        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
+                             parse_options=pj.ParseOptions(newlines_in_values=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
+    if data.count(b"\n") + (not data.endswith(b"\n")) != table.num_rows:
+        return None  # blank lines: keep line numbering exact through the per-line path
+    names = table.column_names
+    if spec.text_key not in names or table.column(spec.text_key).null_count:
+        return None
+    if not pa.types.is_string(table.column(spec.text_key).type):
+        return None
+    if spec.id_key in names and table.column(spec.id_key).null_count:
+        return None
+    nested = [f.name for f in table.schema if pa.types.is_null(f.type)]
+    if nested:
+        table = table.drop_columns(nested)
+    return list(_table_to_batches(table, shard, spec, b, shard.index << 32))
+
+
 def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    fast = _read_jsonl_fast(shard, spec, b)
+    if fast is not None:
+        yield from fast
+        return
     loads = orjson.loads
-    lineno = 0
+    lineno, ordinal = 0, -1
     try:
         for lineno, pos, line in _jsonl_lines(shard):
             if not line.strip():
                 continue
+            ordinal += 1  # record position for derived ids: the same in the vectorized path
             location = f"line {lineno}" if lineno is not None else f"byte offset {pos}"
             try:
                 record = loads(line)
@@ -411,7 +475,7 @@ def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
                 record = _extract_record(record, spec, b, location)
                 if record is None:
                     continue
-            yield from b.add(record, lineno if lineno is not None else pos, location)
+            yield from b.add(record, (shard.index << 32) + ordinal, location)
     except TruncatedStream as e:
         b.n_in += 1
         b.error(f"after line {lineno}", f"truncated or corrupt compressed stream: {e}; the rest of the file is unreadable")
