@@ -130,3 +130,11 @@ def errors_batch(rows: list[dict]) -> pa.RecordBatch:
     cols["n_records"] = [1 if v is None else v for v in cols["n_records"]]
     cols["snippet"] = [None if v is None else v[:300] for v in cols["snippet"]]
     return pa.RecordBatch.from_pydict(cols, schema=ERROR_SCHEMA)
+
+
+def blank_mask(text) -> np.ndarray:
+    """True where a string is null, empty or whitespace only (no copy of the text is made)."""
+    import pyarrow.compute as pc
+
+    empty = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    return pc.fill_null(empty, True).to_numpy(zero_copy_only=False)

@@ -152,14 +152,11 @@ def apply_rule(rule: Rule, batch: pa.RecordBatch):
             out = S.set_column(out, k, v)
         return out, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
     if isinstance(rule, Mapper):
-        import pyarrow.compute as pc
-
         text = rule.map(batch)
         if len(text) != n:
             raise ValueError(f"mapper returned {len(text)} texts for {n} documents")
         out = S.set_column(batch, S.TEXT, text)
-        empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(out.column(S.TEXT))), 0), True)
-        mask = ~empty.to_numpy(zero_copy_only=False)
+        mask = ~S.blank_mask(out.column(S.TEXT))
         reasons = np.where(mask, None, f"empty_after_{rule.stage}").astype(object)
         return out, mask, reasons
     raise TypeError(f"{type(rule).__name__} is not a Filter, Scorer or Mapper")

@@ -548,29 +548,34 @@ def _table_to_batches(table: pa.Table, shard: Shard, spec: InputSpec, b: BatchBu
         b.error(f"row {first_row + int(i)}", reason, None if null_text[i] else text[int(i)].as_py(),
                 None if ids is None or null_id[i] else ids[int(i)].as_py())
     bad |= null_text | null_id
-    empty = ~bad & (pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), True).to_numpy(zero_copy_only=False))
+    empty = ~bad & S.blank_mask(text)
     if empty.any():
         b.drop("empty_text", int(empty.sum()))
     good = ~(bad | empty)
     positions = np.arange(first_row, first_row + n)[good]
+    all_good = bool(good.all())
     mask = pa.array(good)
+
+    def keep(arr):
+        return arr if all_good else arr.filter(mask)
+
     cols: dict[str, pa.Array] = {}
     if ids is not None:
-        cols[S.ID] = ids.filter(mask)
-    cols[S.TEXT] = text.filter(mask)
+        cols[S.ID] = keep(ids)
+    cols[S.TEXT] = keep(text)
     if "source" in names:
-        src = table.column("source").combine_chunks().cast(pa.string()).filter(mask)
+        src = keep(table.column("source").combine_chunks().cast(pa.string()))
         cols[S.SOURCE] = pc.fill_null(src, b.default_source)
     else:
         cols[S.SOURCE] = pa.array([b.default_source] * int(good.sum()), type=pa.string())
     if spec.url_key in names:
-        cols[S.URL] = table.column(spec.url_key).combine_chunks().cast(pa.string()).filter(mask)
+        cols[S.URL] = keep(table.column(spec.url_key).combine_chunks().cast(pa.string()))
     else:
         cols[S.URL] = pa.nulls(int(good.sum()), type=pa.string())
     skip = {spec.text_key, spec.id_key, spec.url_key, "source"}
     for k in names:
         if k not in skip:
-            cols[k] = table.column(k).combine_chunks().filter(mask)
+            cols[k] = keep(table.column(k).combine_chunks())
     if not len(positions):
         return
     # cut into batches of the configured size
