@@ -22,7 +22,7 @@ def cmd_run(args, beam_args) -> int:
     from curate.core.report import print_summary
     from curate.core.runner import LedgerError, run_recipe
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     err = Console(stderr=True)
     try:
         recipe = load_recipe(args.recipe, args.input, args.output, check_inputs=True)
