@@ -68,7 +68,14 @@ def cmd_stages(args, beam_args) -> int:
         print(f"{name}  [{cls.kind}]  {cls.describe()}")
         hints = typing.get_type_hints(cls)
         for f in params_of(cls):
-            default = "required" if f.default is f.default_factory is None else f.default
+            import dataclasses
+
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = "required"
             print(f"    {f.name}: {_type_name(hints[f.name])} = {default!r}")
     return 0
 

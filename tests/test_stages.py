@@ -117,3 +117,31 @@ def test_a_failing_rule_sends_only_the_bad_document_to_errors(tmp_path, run):
     (err,) = read_output(tmp_path / "out", "errors").to_pylist()
     assert err["id"] == "d13" and err["stage"] == "explode_on_x" and "cannot score BOOM" in err["reason"]
     assert res.stats["explode_on_x"].errors == 1 and res.stats["explode_on_x"].kept == 39
+
+
+def test_url_normalization():
+    from curate.stages.url_dedup import normalize_url
+
+    same = [
+        "https://www.Example.org/a/b/?utm_source=x&id=3&lang=en#top",
+        "http://example.org:80/a/b?lang=en&id=3",
+        "HTTPS://example.org/a/b?id=3&fbclid=abc&lang=en",
+    ]
+    assert len({normalize_url(u) for u in same}) == 1
+    assert normalize_url("https://example.org/a/b?id=4") != normalize_url(same[0])
+    assert normalize_url("https://example.org/A/b") != normalize_url("https://example.org/a/b")  # paths keep case
+    assert normalize_url(None) is None and normalize_url("  ") is None
+    assert normalize_url("http://example.org/x", ignore_scheme=False) != normalize_url("https://example.org/x", ignore_scheme=False)
+
+
+def test_url_dedup_stage_keeps_smallest_id_and_documents_without_url(tmp_path, run):
+    write_jsonl(tmp_path / "a.jsonl", [
+        {"id": "b", "text": prose(1), "url": "https://example.org/post/?utm_medium=social"},
+        {"id": "a", "text": prose(2), "url": "http://www.example.org/post"},
+        {"id": "c", "text": prose(3), "url": "https://example.org/other"},
+        {"id": "d", "text": prose(4)},
+        {"id": "e", "text": prose(5)},
+    ])
+    res = run(f"input: {tmp_path}/a.jsonl\noutput: {tmp_path}/out\nstages:\n  - url_dedup: {{}}\n")
+    assert sorted(read_output(tmp_path / "out").column("id").to_pylist()) == ["a", "c", "d", "e"]
+    assert res.stats["url_dedup"].dropped == {"url_duplicate": 1}
