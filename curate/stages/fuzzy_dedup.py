@@ -1,0 +1,269 @@
+"""MinHash-LSH near-duplicate detection with distributed connected components.
+
+Steps (each a Beam transform; documents never go through a shuffle, only 64-bit keys and ids):
+
+1. ``_Signatures``: every batch is materialized to a scratch Arrow file; its MinHash signatures
+   (vectorized, see ``curate.core.minhash``) are cut into ``bands`` x ``rows`` band keys, sent on
+   in key-hash partitions as numpy arrays together with 64-bit document uids.
+2. ``_Buckets``: per partition, documents sharing a band key form a bucket; each bucket becomes a
+   star of candidate edges around its smallest uid (enough for connectivity).
+3. ``ConnectedComponents``: clusters = connected components of all candidate edges, so A~B and
+   B~C put A, B and C together even if A and C share no bucket.
+4. ``_Ranks`` / ``_Survivors``: the members' ids (and optional score) are fetched from their
+   batches; per cluster the survivor is the highest score, then the smallest id.
+5. ``_Apply``: each batch is read back once; ``drop`` keeps survivors and documents in no
+   cluster, ``annotate`` keeps all and adds ``dup_cluster`` (the survivor's id) and
+   ``dup_cluster_size``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from curate import schema as S
+from curate.core import minhash
+from curate.core import progress
+from curate.core.components import ConnectedComponents, both_directions, split_by_partition
+from curate.core.keydedup import _read_ipc, _write_ipc
+from curate.core.registry import GlobalStage, StageContext, register
+from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, rejected_rows
+from curate.io.writers import join
+
+# uid = file (20 bits) | shard (14) | batch (14) | row (16)
+_LIMITS = (1 << 20, 1 << 14, 1 << 14, 1 << 16)
+
+
+def uid_base(batch_key: str) -> int:
+    try:
+        f, s, b = (int(x) for x in batch_key.split("-"))
+    except ValueError:
+        raise ValueError(f"fuzzy_dedup: unexpected batch key {batch_key!r}") from None
+    if f >= _LIMITS[0] or s >= _LIMITS[1] or b >= _LIMITS[2]:
+        raise ValueError(f"fuzzy_dedup: batch {batch_key} is beyond {_LIMITS[:3]} files/shards/batches; "
+                         "raise input.batch_size or input.split_bytes")
+    return (f << 44) | (s << 30) | (b << 16)
+
+
+def key_of_uid(uid: int) -> str:
+    return f"{uid >> 44:05d}-{(uid >> 30) & 0x3FFF:05d}-{(uid >> 16) & 0x3FFF:05d}"
+
+
+def _split_uids(uids: np.ndarray, folder: str):
+    """Group uids by batch: yields (batch path, rows, index into uids)."""
+    base = uids >> np.uint64(16)
+    order = np.argsort(base, kind="stable")
+    b = base[order]
+    cuts = np.flatnonzero(np.diff(b)) + 1
+    for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(b)]])):
+        idx = order[s:e]
+        key = key_of_uid(int(b[s]) << 16)
+        yield join(folder, f"{key}.arrow"), (uids[idx] & np.uint64(0xFFFF)).astype(np.int64), idx
+
+
+class _Signatures(beam.DoFn):
+    def __init__(self, folder: str, cfg: "FuzzyDedup"):
+        self.folder, self.cfg = folder, cfg
+
+    def process(self, batch: pa.RecordBatch):
+        key = S.batch_key(batch)
+        path = join(self.folder, f"{key}.arrow")
+        base = uid_base(key)
+        if batch.num_rows >= _LIMITS[3]:
+            raise ValueError(f"fuzzy_dedup: batches of {batch.num_rows} documents; input.batch_size must be < 65536")
+        _write_ipc(batch, path)
+        yield path, batch.num_rows
+        c = self.cfg
+        sig, valid = minhash.signatures(batch.column(S.TEXT), c.ngram, c.bands * c.rows, c.seed)
+        rows = np.flatnonzero(valid)
+        if not len(rows):
+            return
+        keys = minhash.band_keys(sig[rows], c.bands, c.rows).reshape(-1)
+        uids = np.repeat(np.uint64(base) + rows.astype(np.uint64), c.bands)
+        part = (keys % np.uint64(c.partitions)).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        part, keys, uids = part[order], keys[order], uids[order]
+        cuts = np.flatnonzero(np.diff(part)) + 1
+        for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(part)]])):
+            yield beam.pvalue.TaggedOutput("bands", (int(part[s]), (keys[s:e], uids[s:e])))
+
+
+class _Buckets(beam.DoFn):
+    """Documents sharing a band key: star edges (smallest uid, member)."""
+
+    def __init__(self, partitions: int):
+        self.partitions = partitions
+
+    def process(self, item):
+        _, parts = item
+        keys = np.concatenate([p[0] for p in parts])
+        uids = np.concatenate([p[1] for p in parts])
+        order = np.lexsort([uids, keys])
+        keys, uids = keys[order], uids[order]
+        first = np.concatenate([[True], keys[1:] != keys[:-1]])
+        group = np.cumsum(first) - 1
+        head = uids[first][group]
+        member = ~first & (uids != head)
+        if not member.any():
+            return
+        src, dst = both_directions(head[member], uids[member])
+        yield from split_by_partition(src, dst, self.partitions)
+
+
+class _ByBatch(beam.DoFn):
+    """(nodes, labels) -> (batch path, (rows, labels))."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def process(self, item):
+        nodes, labels = item
+        for path, rows, idx in _split_uids(nodes, self.folder):
+            yield path, (rows, labels[idx])
+
+
+class _Ranks(beam.DoFn):
+    """For batches with cluster members: (label partition, (labels, uids, ids, scores))."""
+
+    def __init__(self, partitions: int, score_column: str | None):
+        self.partitions, self.score_column = partitions, score_column
+
+    def process(self, item):
+        path, grouped = item
+        members = list(grouped["members"])
+        if not members or not list(grouped["n"]):
+            return
+        rows = np.concatenate([m[0] for m in members])
+        labels = np.concatenate([m[1] for m in members])
+        batch = _read_ipc(path)
+        ids = batch.column(S.ID).take(pa.array(rows))
+        if self.score_column and self.score_column in batch.schema.names:
+            scores = batch.column(self.score_column).take(pa.array(rows)).cast(pa.float64()).fill_null(float("-inf"))
+            scores = scores.to_numpy(zero_copy_only=False)
+        else:
+            scores = np.zeros(len(rows))
+        base = uid_base(S.batch_key(batch))
+        uids = np.uint64(base) + rows.astype(np.uint64)
+        part = (labels % np.uint64(self.partitions)).astype(np.int64)
+        for p in np.unique(part):
+            sel = part == p
+            yield int(p), (labels[sel], uids[sel], ids.filter(pa.array(sel)), scores[sel])
+
+
+class _Survivors(beam.DoFn):
+    """Per cluster: survivor = highest score, then smallest id. Marks per batch."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def process(self, item):
+        _, parts = item
+        labels = np.concatenate([p[0] for p in parts])
+        uids = np.concatenate([p[1] for p in parts])
+        ids = pa.concat_arrays([p[2] for p in parts])
+        scores = np.concatenate([p[3] for p in parts])
+        id_rank = np.asarray(pa.compute.rank(ids, sort_keys="ascending", tiebreaker="dense"))
+        order = np.lexsort([uids, id_rank, -scores, labels])
+        labels, uids, scores = labels[order], uids[order], scores[order]
+        ids = ids.take(pa.array(order))
+        first = np.concatenate([[True], labels[1:] != labels[:-1]])
+        group = np.cumsum(first) - 1
+        sizes = np.bincount(group)
+        survivor_pos = np.flatnonzero(first)[group]
+        cluster = ids.take(pa.array(survivor_pos))
+        for path, rows, idx in _split_uids(uids, self.folder):
+            yield path, (rows, first[idx], cluster.take(pa.array(idx)), sizes[group[idx]])
+
+
+class _Apply(beam.DoFn):
+    def __init__(self, stage: str, annotate: bool, write_rejected: bool):
+        self.stage, self.annotate, self.write_rejected = stage, annotate, write_rejected
+
+    def setup(self):
+        self.counts = Counts(self.stage)
+
+    def process(self, item):
+        path, grouped = item
+        if not list(grouped["n"]):
+            return
+        batch = _read_ipc(path)
+        n = batch.num_rows
+        self.counts.n_in.inc(n)
+        progress.add(self.stage, n)
+        keep = np.ones(n, dtype=bool)
+        cluster = [None] * n
+        size = np.zeros(n, dtype=np.int64)
+        for rows, is_survivor, cl, sz in grouped["marks"]:
+            keep[rows[~is_survivor]] = False
+            for r, c in zip(rows.tolist(), cl.to_pylist()):
+                cluster[r] = c
+            size[rows] = sz
+        n_dup = int((~keep).sum())
+        if self.annotate:
+            batch = S.set_column(batch, "dup_cluster", pa.array(cluster, type=pa.string()))
+            batch = S.set_column(batch, "dup_cluster_size", pa.array(np.where(size > 0, size, None).tolist(), type=pa.int64()))
+            self.counts.flagged("near_duplicate", n_dup)
+            keep[:] = True
+        elif n_dup:
+            self.counts.dropped("near_duplicate", n_dup)
+            if self.write_rejected:
+                reasons = np.where(keep, None, "near_duplicate").astype(object)
+                out = S.set_column(batch, "dup_cluster", pa.array(cluster, type=pa.string()))
+                yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(out, keep, reasons, self.stage), f"{self.stage}-{S.batch_key(batch)}"))
+        kept = S.keep_rows(batch, keep)
+        self.counts.kept.inc(kept.num_rows)
+        if kept.num_rows:
+            yield kept
+
+
+@register
+@dataclass(kw_only=True)
+class FuzzyDedup(GlobalStage):
+    """MinHash-LSH near-duplicate clusters (word n-grams), connected components, one survivor per cluster."""
+
+    stage = "fuzzy_dedup"
+    ngram: int = 5
+    bands: int = 14
+    rows: int = 8
+    threshold: float | None = None  # when set, bands/rows are chosen for it within num_perm hashes
+    num_perm: int = 112
+    seed: int = 1
+    partitions: int = 64
+    rounds: int = 6
+    score_column: str | None = None
+    mode: Literal["drop", "annotate"] = "drop"
+
+    def __post_init__(self):
+        if self.threshold is not None:
+            if not 0 < self.threshold < 1:
+                raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+            self.bands, self.rows = minhash.optimal_bands(self.threshold, self.num_perm)
+        if self.ngram < 1 or self.bands < 1 or self.rows < 1:
+            raise ValueError("ngram, bands and rows must be >= 1")
+
+    def build(self, ctx: StageContext):
+        return _FuzzyDedupTransform(self, ctx)
+
+
+class _FuzzyDedupTransform(beam.PTransform):
+    def __init__(self, cfg: FuzzyDedup, ctx: StageContext):
+        super().__init__(label=ctx.name)
+        self.cfg, self.ctx = cfg, ctx
+
+    def expand(self, pcoll):
+        cfg, ctx = self.cfg, self.ctx
+        folder = join(ctx.tmp_dir, ctx.name)
+        sig = pcoll | "Signatures" >> beam.ParDo(_Signatures(folder, cfg)).with_outputs("bands", main="files")
+        edges = sig["bands"] | "GroupBands" >> beam.GroupByKey() | "Buckets" >> beam.ParDo(_Buckets(cfg.partitions))
+        comps = edges | "Components" >> ConnectedComponents(cfg.partitions, cfg.rounds)
+        members = comps | "ByBatch" >> beam.ParDo(_ByBatch(folder))
+        ranks = ({"n": sig["files"], "members": members} | "JoinMembers" >> beam.CoGroupByKey()
+                 | "Ranks" >> beam.ParDo(_Ranks(cfg.partitions, cfg.score_column)))
+        marks = ranks | "GroupClusters" >> beam.GroupByKey() | "Survivors" >> beam.ParDo(_Survivors(folder))
+        res = ({"n": sig["files"], "marks": marks} | "JoinMarks" >> beam.CoGroupByKey()
+               | "Apply" >> beam.ParDo(_Apply(ctx.name, cfg.mode == "annotate", ctx.write_rejected))
+               .with_outputs(ERRORS, REJECTED, main=KEPT))
+        return {KEPT: res[KEPT], REJECTED: res[REJECTED], ERRORS: res[ERRORS]}
