@@ -29,6 +29,7 @@ MASK32 = np.uint64(0xFFFFFFFF)
 def normalize_for_shingles(text: pa.Array) -> pa.Array:
     text = pc.utf8_normalize(text, "NFKC")
     text = pc.utf8_lower(text)
+    text = pc.replace_substring_regex(text, r"\d+", "0")
     return pc.replace_substring_regex(text, r"[\p{P}\p{S}]+", " ")
 
 
