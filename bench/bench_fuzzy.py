@@ -185,7 +185,7 @@ def quality(seeds: int):
     print(f"{'subset':24s} {'docs':>5s} {'clust':>5s}  {'method':36s} {'P':>6s} {'R':>6s} {'F1':>6s} {'F1 range':>14s} {'s/run':>6s}")
     for label, n, c, name, sc, secs in results:
         p, r, f1 = sc.mean(axis=0)
-        print(f"{label:24s} {n:5d} {c:5d}  {name:36s} {p:6.3f} {r:6.3f} {f1:6.3f} [{sc[:, 2].min():.3f}-{sc[:, 2].max():.3f}] {secs:6.1f}")
+        print(f"{label:24s} {n:5d} {c:5d}  {name:36s} {p:6.4f} {r:6.4f} {f1:6.4f} [{sc[:, 2].min():.4f}-{sc[:, 2].max():.4f}] {secs:6.1f}")
 
 
 # ---------------------------------------------------------------------------------------- speed

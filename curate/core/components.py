@@ -18,6 +18,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from curate.core import exchange
+from curate.io.writers import join
+
 
 def _part(nodes: np.ndarray, partitions: int) -> np.ndarray:
     return ((nodes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % np.uint64(partitions)
@@ -167,20 +170,24 @@ class _Relabel(beam.DoFn):
 class ConnectedComponents(beam.PTransform):
     """(partition, (src, dst)) undirected edge arrays -> (nodes, component label = smallest node) arrays."""
 
-    def __init__(self, partitions: int = 64, rounds: int = 6, label: str = "components"):
+    def __init__(self, partitions: int = 64, rounds: int = 6, label: str = "components", spill_dir: str | None = None):
         super().__init__(label=label)
-        self.partitions, self.rounds = partitions, rounds
+        self.partitions, self.rounds, self.spill_dir = partitions, rounds, spill_dir
+
+    def _group(self, name: str):
+        return exchange.GroupByKey(self.spill_dir and join(self.spill_dir, name))
 
     def expand(self, edges):
         for r in range(self.rounds):
-            edges = (edges | f"GroupL{r}" >> beam.GroupByKey()
+            edges = (edges | f"GroupL{r}" >> self._group(f"l{r}")
                      | f"LargeStar{r}" >> beam.ParDo(_Star("large", self.partitions)))
-            edges = (edges | f"GroupS{r}" >> beam.GroupByKey()
+            edges = (edges | f"GroupS{r}" >> self._group(f"s{r}")
                      | f"SmallStar{r}" >> beam.ParDo(_Star("small", self.partitions)))
-        labelled = (edges | "GroupFinal" >> beam.GroupByKey()
+        labelled = (edges | "GroupFinal" >> self._group("final")
                     | "Labels" >> beam.ParDo(_Labels(self.partitions)).with_outputs("labels", main="claims"))
         residual = ({"labels": labelled["labels"], "claims": labelled["claims"]}
-                    | "JoinClaims" >> beam.CoGroupByKey() | "Check" >> beam.ParDo(_Check()))
+                    | "JoinClaims" >> exchange.CoGroupByKey(self.spill_dir and join(self.spill_dir, "claims"), ("labels", "claims"))
+                    | "Check" >> beam.ParDo(_Check()))
         fixes = residual | "Residual" >> beam.combiners.ToList() | "UnionFind" >> beam.Map(_union_find)
-        return (labelled["labels"] | "GroupLabels" >> beam.GroupByKey()
+        return (labelled["labels"] | "GroupLabels" >> self._group("labels")
                 | "Relabel" >> beam.ParDo(_Relabel(), beam.pvalue.AsSingleton(fixes)))

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import schema as S
-from curate.core import progress
+from curate.core import exchange, progress
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, rejected_rows
 from curate.io.readers import is_local
 from curate.io.writers import join
@@ -160,16 +160,20 @@ class KeyDedup(beam.PTransform):
     """Keep the first document per key (lowest rank, then input order); {'kept','rejected','errors'}."""
 
     def __init__(self, stage: str, keyer: Keyer, reason: str, tmp_dir: str, partitions: int = 64,
-                 as_error: bool = False, write_rejected: bool = False, annotate: bool = False):
+                 as_error: bool = False, write_rejected: bool = False, annotate: bool = False,
+                 spill_dir: str | None = None):
         super().__init__(label=stage)
         self.stage, self.keyer, self.reason, self.tmp_dir = stage, keyer, reason, tmp_dir
         self.partitions, self.as_error, self.write_rejected, self.annotate = partitions, as_error, write_rejected, annotate
+        self.spill_dir = spill_dir
 
     def expand(self, pcoll):
         folder = join(self.tmp_dir, self.stage)
         mat = pcoll | "Materialize" >> beam.ParDo(_Materialize(folder, self.keyer, self.partitions)).with_outputs("keys", main="files")
-        drops = mat["keys"] | "GroupBuckets" >> beam.GroupByKey() | "Resolve" >> beam.ParDo(_Resolve())
-        joined = {"n": mat["files"], "drops": drops} | "Join" >> beam.CoGroupByKey()
+        drops = (mat["keys"] | "GroupBuckets" >> exchange.GroupByKey(self.spill_dir and join(self.spill_dir, "keys"))
+                 | "Resolve" >> beam.ParDo(_Resolve()))
+        joined = {"n": mat["files"], "drops": drops} | "Join" >> exchange.CoGroupByKey(
+            self.spill_dir and join(self.spill_dir, "drops"), ("drops",))
         res = joined | "ApplyDrops" >> beam.ParDo(
             _ApplyDrops(self.stage, self.reason, self.as_error, self.write_rejected, self.annotate)
         ).with_outputs(ERRORS, REJECTED, main=KEPT)

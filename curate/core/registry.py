@@ -15,6 +15,12 @@ class StageContext:
     name: str  # instance name (unique in the recipe)
     tmp_dir: str  # scratch folder for stages that materialize
     write_rejected: bool = False
+    spill_dir: str | None = None  # local runs: shuffle payloads go to scratch files (see core/exchange.py)
+
+    def spill(self, *parts: str) -> str | None:
+        from curate.io.writers import join
+
+        return None if self.spill_dir is None else join(self.spill_dir, "-".join((self.name,) + parts))
 
 
 @dataclass(kw_only=True)

@@ -43,19 +43,21 @@ def _id_keyer(batch):
     return S.hash_strings128(batch.column(S.ID)), None, None
 
 
-def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str) -> list[str]:
+def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool = True) -> list[str]:
     """Adds the recipe's transforms to ``p``; returns the ordered stage names for the ledger."""
     out = recipe.output
     names = ["read"]
     res = p | "read" >> ReadInput(recipe.input)
     kept, errors, rejected = res[KEPT], [res[ERRORS]], []
     if recipe.input.unique_ids:
-        res = kept | "input_ids" >> KeyDedup("input_ids", _id_keyer, "duplicate id", tmp_dir, as_error=True)
+        res = kept | "input_ids" >> KeyDedup("input_ids", _id_keyer, "duplicate id", tmp_dir, as_error=True,
+                                             spill_dir=join(tmp_dir, "_spill/input_ids") if spill else None)
         kept = res[KEPT]
         errors.append(res[ERRORS])
         names.append("input_ids")
     for name, obj in recipe.stages:
-        ctx = StageContext(name=name, tmp_dir=tmp_dir, write_rejected=out.write_rejected)
+        ctx = StageContext(name=name, tmp_dir=tmp_dir, write_rejected=out.write_rejected,
+                           spill_dir=join(tmp_dir, "_spill") if spill else None)
         res = kept | name >> build_stage(obj, ctx)
         kept = res[KEPT]
         errors.append(res[ERRORS])
@@ -235,7 +237,7 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
     if progress_dir:
         os.environ["CURATE_PROGRESS_DIR"] = progress_dir
     p = beam.Pipeline(runner=beam_runner, options=options)
-    names = build_pipeline(p, recipe, tmp_dir)
+    names = build_pipeline(p, recipe, tmp_dir, spill=local)
     start = time.time()
     monitor = _Monitor(progress_dir, names, start) if (show_progress and progress_dir) else None
     try:

@@ -43,4 +43,4 @@ class ExactDedup(GlobalStage):
 
     def build(self, ctx: StageContext):
         return KeyDedup(ctx.name, self.keyer, "exact_duplicate", ctx.tmp_dir, self.partitions,
-                        write_rejected=ctx.write_rejected, annotate=self.mode == "annotate")
+                        write_rejected=ctx.write_rejected, annotate=self.mode == "annotate", spill_dir=ctx.spill())

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from curate import schema as S
 from curate.core import minhash
-from curate.core import progress
+from curate.core import exchange, progress
 from curate.core.components import ConnectedComponents, both_directions, split_by_partition
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
@@ -257,13 +257,15 @@ class _FuzzyDedupTransform(beam.PTransform):
         cfg, ctx = self.cfg, self.ctx
         folder = join(ctx.tmp_dir, ctx.name)
         sig = pcoll | "Signatures" >> beam.ParDo(_Signatures(folder, cfg)).with_outputs("bands", main="files")
-        edges = sig["bands"] | "GroupBands" >> beam.GroupByKey() | "Buckets" >> beam.ParDo(_Buckets(cfg.partitions))
-        comps = edges | "Components" >> ConnectedComponents(cfg.partitions, cfg.rounds)
+        edges = (sig["bands"] | "GroupBands" >> exchange.GroupByKey(ctx.spill("bands"))
+                 | "Buckets" >> beam.ParDo(_Buckets(cfg.partitions)))
+        comps = edges | "Components" >> ConnectedComponents(cfg.partitions, cfg.rounds, spill_dir=ctx.spill("cc"))
         members = comps | "ByBatch" >> beam.ParDo(_ByBatch(folder))
-        ranks = ({"n": sig["files"], "members": members} | "JoinMembers" >> beam.CoGroupByKey()
+        ranks = ({"n": sig["files"], "members": members} | "JoinMembers" >> exchange.CoGroupByKey(ctx.spill("members"), ("members",))
                  | "Ranks" >> beam.ParDo(_Ranks(cfg.partitions, cfg.score_column)))
-        marks = ranks | "GroupClusters" >> beam.GroupByKey() | "Survivors" >> beam.ParDo(_Survivors(folder))
-        res = ({"n": sig["files"], "marks": marks} | "JoinMarks" >> beam.CoGroupByKey()
+        marks = (ranks | "GroupClusters" >> exchange.GroupByKey(ctx.spill("ranks"))
+                 | "Survivors" >> beam.ParDo(_Survivors(folder)))
+        res = ({"n": sig["files"], "marks": marks} | "JoinMarks" >> exchange.CoGroupByKey(ctx.spill("marks"), ("marks",))
                | "Apply" >> beam.ParDo(_Apply(ctx.name, cfg.mode == "annotate", ctx.write_rejected))
                .with_outputs(ERRORS, REJECTED, main=KEPT))
         return {KEPT: res[KEPT], REJECTED: res[REJECTED], ERRORS: res[ERRORS]}

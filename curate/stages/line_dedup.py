@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from curate import schema as S
-from curate.core import progress
+from curate.core import exchange, progress
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, rejected_rows
@@ -174,7 +174,7 @@ class _LineDedupTransform(beam.PTransform):
     def expand(self, pcoll):
         cfg, ctx = self.cfg, self.ctx
         res = pcoll | "Count" >> beam.ParDo(_Count(join(ctx.tmp_dir, ctx.name), cfg)).with_outputs("counts", main="files")
-        frequent = (res["counts"] | "GroupCounts" >> beam.GroupByKey() | "Frequent" >> beam.ParDo(_Frequent(cfg.max_doc_frequency))
+        frequent = (res["counts"] | "GroupCounts" >> exchange.GroupByKey(ctx.spill("counts")) | "Frequent" >> beam.ParDo(_Frequent(cfg.max_doc_frequency))
                     | "Merge" >> beam.CombineGlobally(_merge))
         out = (res["files"] | "Strip" >> beam.ParDo(_Strip(ctx.name, cfg, ctx.write_rejected), beam.pvalue.AsSingleton(frequent))
                .with_outputs(ERRORS, REJECTED, main=KEPT))
