@@ -173,6 +173,8 @@ def quality(seeds: int):
         truth = {r["id"]: r["cluster"] for r in sub}
         n_clusters = len(set(truth.values()))
         methods = (("curate fuzzy_dedup (5-gram, 14x8)", lambda s: run_curate(src, f"{folder}/curate", seed=s)),
+                   ("curate + verify (Jaccard >= 0.7)", lambda s: run_curate(src, f"{folder}/curate", seed=s, verify="true",
+                                                                             verify_threshold=0.7)),
                    ("datatrove MinHash (5-gram, 14x8)", lambda s: run_datatrove(src, f"{folder}/datatrove", seed=s)),
                    ("datasketch MinHashLSH (t=0.7, 128)", lambda s: run_datasketch(src, seed=s)))
         for name, fn in methods:

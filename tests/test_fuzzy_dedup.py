@@ -142,3 +142,16 @@ def test_components_exact_against_union_find():
             got = (p | beam.Create(list(split_by_partition(src, dst, 5))) | ConnectedComponents(5, rounds)
                    | beam.FlatMap(lambda x: [(int(a), int(b)) for a, b in zip(*x)]))
             assert_that(got, equal_to(expected))
+
+
+def test_verification_removes_pairs_below_the_jaccard_threshold(tmp_path, run):
+    rng = random.Random(6)
+    base = words(rng, 400)
+    close = edit(base, rng, 4)  # Jaccard about 0.9
+    far = edit(base, rng, 40)  # Jaccard about 0.4: a candidate only with a permissive LSH
+    docs = [{"id": "a", "text": " ".join(base)}, {"id": "b", "text": " ".join(close)}, {"id": "c", "text": " ".join(far)}]
+    loose = "{mode: annotate, bands: 40, rows: 2}"  # threshold about 0.16: c becomes a candidate
+    _, out = _run(run, tmp_path, docs, loose, out="loose")
+    assert out["c"]["dup_cluster"] == "a"
+    _, out = _run(run, tmp_path, docs, "{mode: annotate, bands: 40, rows: 2, verify: true, verify_threshold: 0.7}", out="checked")
+    assert out["a"]["dup_cluster"] == out["b"]["dup_cluster"] == "a" and out["c"]["dup_cluster"] is None

@@ -92,10 +92,14 @@ class _Signatures(beam.DoFn):
 
 
 class _Buckets(beam.DoFn):
-    """Documents sharing a band key: star edges (smallest uid, member)."""
+    """Documents sharing a band key: star edges (smallest uid, member).
 
-    def __init__(self, partitions: int):
-        self.partitions = partitions
+    Without verification the edges go straight to the components (both directions, partitioned);
+    with it, the raw (head, member) pairs go to the verification joins.
+    """
+
+    def __init__(self, partitions: int, raw_pairs: bool = False):
+        self.partitions, self.raw_pairs = partitions, raw_pairs
 
     def process(self, item):
         _, parts = item
@@ -109,8 +113,86 @@ class _Buckets(beam.DoFn):
         member = ~first & (uids != head)
         if not member.any():
             return
+        if self.raw_pairs:
+            yield head[member], uids[member]
+            return
         src, dst = both_directions(head[member], uids[member])
         yield from split_by_partition(src, dst, self.partitions)
+
+
+def _shingle_sets(batch: pa.RecordBatch, rows: np.ndarray, ngram: int, seed: int) -> list[np.ndarray]:
+    """Distinct shingle hashes of the given rows, one sorted array per row."""
+    sh, counts = minhash.shingles(batch.column(S.TEXT).take(pa.array(rows)), ngram, seed)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return [np.unique(sh[bounds[i] : bounds[i + 1]]) for i in range(len(rows))]
+
+
+class _PairsByHead(beam.DoFn):
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def process(self, pairs):
+        heads, members = pairs
+        for path, rows, idx in _split_uids(heads, self.folder):
+            yield path, (rows, heads[idx], members[idx])
+
+
+class _HeadShingles(beam.DoFn):
+    """Shingle sets of the pair heads, sent to the members' batches."""
+
+    def __init__(self, folder: str, ngram: int, seed: int):
+        self.folder, self.ngram, self.seed = folder, ngram, seed
+
+    def process(self, item):
+        path, grouped = item
+        pairs = list(grouped["pairs"])
+        if not pairs or not list(grouped["n"]):
+            return
+        rows = np.concatenate([p[0] for p in pairs])
+        heads = np.concatenate([p[1] for p in pairs])
+        members = np.concatenate([p[2] for p in pairs])
+        uniq_rows, inverse = np.unique(rows, return_inverse=True)
+        sets = _shingle_sets(_read_ipc(path), uniq_rows, self.ngram, self.seed)
+        for mpath, _, idx in _split_uids(members, self.folder):
+            yield mpath, (heads[idx], members[idx], [sets[inverse[i]] for i in idx])
+
+
+class _Verify(beam.DoFn):
+    """Exact Jaccard of each candidate pair's shingle sets; pairs below the threshold are dropped."""
+
+    def __init__(self, partitions: int, ngram: int, seed: int, threshold: float):
+        self.partitions, self.ngram, self.seed, self.threshold = partitions, ngram, seed, threshold
+
+    def setup(self):
+        from apache_beam.metrics import Metrics
+
+        self.checked = Metrics.counter("curate.info", "fuzzy_pairs_checked")
+        self.rejected = Metrics.counter("curate.info", "fuzzy_pairs_below_threshold")
+
+    def process(self, item):
+        path, grouped = item
+        heads_in = list(grouped["heads"])
+        if not heads_in or not list(grouped["n"]):
+            return
+        batch = _read_ipc(path)
+        base = uid_base(S.batch_key(batch))
+        heads = np.concatenate([h[0] for h in heads_in])
+        members = np.concatenate([h[1] for h in heads_in])
+        head_sets = [s for h in heads_in for s in h[2]]
+        rows = (members - np.uint64(base)).astype(np.int64)
+        uniq_rows, inverse = np.unique(rows, return_inverse=True)
+        member_sets = _shingle_sets(batch, uniq_rows, self.ngram, self.seed)
+        keep = np.zeros(len(heads), dtype=bool)
+        for i, (hs, mi) in enumerate(zip(head_sets, inverse)):
+            ms = member_sets[mi]
+            inter = len(np.intersect1d(hs, ms, assume_unique=True))
+            union = len(hs) + len(ms) - inter
+            keep[i] = union > 0 and inter / union >= self.threshold
+        self.checked.inc(len(keep))
+        self.rejected.inc(int((~keep).sum()))
+        if keep.any():
+            src, dst = both_directions(heads[keep], members[keep])
+            yield from split_by_partition(src, dst, self.partitions)
 
 
 class _ByBatch(beam.DoFn):
@@ -234,6 +316,8 @@ class FuzzyDedup(GlobalStage):
     partitions: int = 64
     rounds: int = 6
     score_column: str | None = None
+    verify: bool = False  # check candidate pairs by exact Jaccard of their shingle sets
+    verify_threshold: float | None = None  # default: `threshold`, else the LSH curve's midpoint
     mode: Literal["drop", "annotate"] = "drop"
 
     def __post_init__(self):
@@ -258,7 +342,14 @@ class _FuzzyDedupTransform(beam.PTransform):
         folder = join(ctx.tmp_dir, ctx.name)
         sig = pcoll | "Signatures" >> beam.ParDo(_Signatures(folder, cfg)).with_outputs("bands", main="files")
         edges = (sig["bands"] | "GroupBands" >> exchange.GroupByKey(ctx.spill("bands"))
-                 | "Buckets" >> beam.ParDo(_Buckets(cfg.partitions)))
+                 | "Buckets" >> beam.ParDo(_Buckets(cfg.partitions, raw_pairs=cfg.verify)))
+        if cfg.verify:
+            threshold = cfg.verify_threshold or cfg.threshold or minhash.jaccard_threshold(cfg.bands, cfg.rows)
+            pairs = edges | "PairsByHead" >> beam.ParDo(_PairsByHead(folder))
+            heads = ({"n": sig["files"], "pairs": pairs} | "JoinHeads" >> exchange.CoGroupByKey(ctx.spill("pairs"), ("pairs",))
+                     | "HeadShingles" >> beam.ParDo(_HeadShingles(folder, cfg.ngram, cfg.seed)))
+            edges = ({"n": sig["files"], "heads": heads} | "JoinPairs" >> exchange.CoGroupByKey(ctx.spill("heads"), ("heads",))
+                     | "Verify" >> beam.ParDo(_Verify(cfg.partitions, cfg.ngram, cfg.seed, threshold)))
         comps = edges | "Components" >> ConnectedComponents(cfg.partitions, cfg.rounds, spill_dir=ctx.spill("cc"))
         members = comps | "ByBatch" >> beam.ParDo(_ByBatch(folder))
         ranks = ({"n": sig["files"], "members": members} | "JoinMembers" >> exchange.CoGroupByKey(ctx.spill("members"), ("members",))
