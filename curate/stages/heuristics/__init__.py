@@ -1,0 +1,1 @@
+"""Heuristic quality rule sets (Gopher quality and repetition, C4, FineWeb). Each module registers its stages."""
