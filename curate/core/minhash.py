@@ -61,18 +61,27 @@ def shingles(text: pa.Array, n: int = 5, seed: int = 0) -> tuple[np.ndarray, np.
     n_sh = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))
     # start word index of every shingle
     doc_of = np.repeat(np.arange(len(counts)), n_sh)
-    first = np.repeat(offsets[:-1], n_sh)
-    within = np.arange(len(doc_of)) - np.repeat(np.cumsum(n_sh) - n_sh, n_sh)
-    starts = first + within
-    ends = offsets[1:][doc_of]
+    starts = np.repeat(offsets[:-1], n_sh) + (np.arange(len(doc_of)) - np.repeat(np.cumsum(n_sh) - n_sh, n_sh))
     coef = _splitmix(np.arange(1, n + 1, dtype=np.uint64) + np.uint64(seed))
+    L = len(word_h)
     h = np.zeros(len(starts), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(n):
-            idx = starts + k
-            valid = idx < ends
-            term = word_h[np.minimum(idx, len(word_h) - 1)] * coef[k]
-            h += np.where(valid, term, np.uint64(0))
+        if L >= n:
+            # every window of n words over the flat word array, by n shifted multiply-adds on contiguous
+            # slices; windows that cross a document boundary are simply never picked
+            full = word_h[: L - n + 1] * coef[0]
+            for k in range(1, n):
+                full += word_h[k : L - n + 1 + k] * coef[k]
+        short = counts[doc_of] < n
+        if L >= n:
+            h[~short] = full[starts[~short]]
+        if short.any():  # documents shorter than n words: one shingle of all their words
+            st, ln = starts[short], counts[doc_of[short]]
+            acc = np.zeros(len(st), dtype=np.uint64)
+            for k in range(n):
+                ok = k < ln
+                acc[ok] += word_h[st[ok] + k] * coef[k]
+            h[short] = acc
     return _splitmix(h), n_sh
 
 
@@ -83,8 +92,7 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, block: int = 8,
-               max_shingles: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, max_shingles: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
     """(signatures (n_docs, num_perm) uint32, valid mask) — documents with no shingle are not valid."""
     sh, counts = shingles(text, n, seed)
     n_docs = len(counts)
@@ -96,18 +104,23 @@ def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, b
     x = (sh >> np.uint64(32)) ^ (sh & MASK32)
     doc_idx = np.flatnonzero(valid)
     bounds = np.concatenate([[0], np.cumsum(counts[valid])])
-    # process documents in groups so that at most max_shingles x block values are live at once
+    shift = np.uint64(32)
+    # one hash function at a time over a contiguous run of shingles (much faster than a 2-D block),
+    # documents in groups so that at most max_shingles values are live at once
+    buf = np.empty(min(len(x), max_shingles), dtype=np.uint64)
     g0 = 0
     while g0 < len(doc_idx):
-        g1 = int(np.searchsorted(bounds, bounds[g0] + max_shingles, side="right")) - 1
-        g1 = max(g1, g0 + 1)
+        g1 = max(int(np.searchsorted(bounds, bounds[g0] + max_shingles, side="right")) - 1, g0 + 1)
         s0, s1 = bounds[g0], bounds[g1]
-        xs = x[s0:s1, None]
+        xs = x[s0:s1]
+        v = buf[: s1 - s0] if s1 - s0 <= len(buf) else np.empty(s1 - s0, dtype=np.uint64)
         starts = bounds[g0:g1] - s0
-        for p0 in range(0, num_perm, block):
-            with np.errstate(over="ignore"):
-                v = (a[None, p0 : p0 + block] * xs + b[None, p0 : p0 + block]) >> np.uint64(32)
-            sig[doc_idx[g0:g1], p0 : p0 + block] = np.minimum.reduceat(v, starts, axis=0).astype(np.uint32)
+        rows = doc_idx[g0:g1]
+        for p in range(num_perm):
+            np.multiply(xs, a[p], out=v)
+            np.add(v, b[p], out=v)
+            np.right_shift(v, shift, out=v)
+            sig[rows, p] = np.minimum.reduceat(v, starts)
         g0 = g1
     return sig, valid
 
