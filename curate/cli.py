@@ -45,6 +45,44 @@ def cmd_run(args, beam_args) -> int:
     return 0
 
 
+def cmd_score(args, beam_args) -> int:
+    from rich.console import Console
+
+    from curate.core.recipe import RecipeError
+    from curate.core.report import print_summary
+    from curate.core.runner import run_recipe
+    from curate.score import score_recipe
+
+    err = Console(stderr=True)
+    options = {k: v for k, v in (("text_key", args.text_key), ("id_key", args.id_key), ("html_key", args.html_key)) if v}
+    try:
+        recipe = score_recipe(args.input, args.scorer, args.output, **options)
+    except RecipeError as e:
+        for line in e.problems:
+            err.print(line, markup=False, highlight=False)
+        return 2
+    res = run_recipe(recipe, runner=args.runner, workers=args.workers, beam_args=beam_args, show_progress=not args.quiet)
+    print_summary(res, Console(width=None if sys.stdout.isatty() else 120))
+    return 0
+
+
+def cmd_inspect(args, beam_args) -> int:
+    from curate.inspect import inspect
+
+    try:
+        inspect(args.path, args.output, args.column)
+    except (FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_train_scorer(args, beam_args) -> int:
+    from curate.scorers.fasttext_classifier import run_train_scorer
+
+    return run_train_scorer(args)
+
+
 def cmd_validate(args, beam_args) -> int:
     from curate.core.recipe import RecipeError, load_recipe
 
@@ -96,6 +134,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(fn=cmd_run)
 
+    p = sub.add_parser("score", help="add score columns to a dataset, dropping nothing", description=(
+        "Run scorers over INPUT in annotate mode and write it with one column per score. "
+        "--scorer takes any stage name (see `curate stages`), with =MODEL for model-based ones: "
+        "--scorer lang_id --scorer gopher_quality --scorer toxicity_classifier=models/toxicity.bin"))
+    p.add_argument("input", nargs="+", help="input files or globs (jsonl, parquet, arrow, warc)")
+    p.add_argument("--scorer", action="append", required=True, metavar="NAME[=MODEL]")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--text-key", help="input field holding the text (default: text)")
+    p.add_argument("--id-key", help="input field holding the id (default: id)")
+    p.add_argument("--html-key", help="input field of raw HTML to extract")
+    p.add_argument("--runner", default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_score)
+
+    p = sub.add_parser("inspect", help="score distributions, drop rates at thresholds, histograms", description=(
+        "Print per-column quantiles and drop-rate-at-threshold tables of a scored dataset, "
+        "and write histograms (PNG) and an HTML page."))
+    p.add_argument("path", help="output folder of `curate score`/`curate run`, or a Parquet file")
+    p.add_argument("--column", action="append", help="only these columns (repeatable)")
+    p.add_argument("--output", help="report folder (default: PATH/inspect)")
+    p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("train-scorer", help="train a fastText quality or toxicity classifier", description=(
+        "Train from a labeled table (--data FILE --text-column C --label-column L --positive VALUES) or from two "
+        "corpora (--positive-data/--negative-data); prints held-out accuracy and ROC AUC."))
+    try:
+        from curate.scorers.fasttext_classifier import add_train_scorer_arguments
+
+        add_train_scorer_arguments(p)
+    except ImportError:
+        pass
+    p.set_defaults(fn=cmd_train_scorer)
+
     p = sub.add_parser("validate", help="check a recipe without running it")
     p.add_argument("recipe")
     p.set_defaults(fn=cmd_validate)
@@ -104,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "run":
+    if rest and args.command not in ("run", "score"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _quiet()
     return args.fn(args, rest)

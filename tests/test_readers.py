@@ -109,3 +109,17 @@ def test_vectorized_and_per_line_paths_agree(tmp_path):
     (tmp_path / "d2" / "clean.jsonl").write_text(lines + "{broken\n")
     _, slow2, _ = _read_all(str(tmp_path / "d2" / "clean.jsonl"), InputSpec(path=["x"]))
     assert [r["id"] for r in slow2] == [r["id"] for r in fast_rows]
+
+
+def test_chunked_reading_matches_whole_reads(tmp_path, monkeypatch):
+    """Shards are parsed in chunks of whole lines; chunk boundaries must not change anything."""
+    import curate.io.readers as R
+
+    docs = [{"id": f"d{i}", "text": prose(i, 1 + i % 7)} for i in range(300)]
+    path = write_jsonl(tmp_path / "a.jsonl", docs)
+    gz = write_jsonl(tmp_path / "a.jsonl.gz", docs, gzip.open)
+    _, whole, _ = _read_all(path, InputSpec(path=[path]))
+    monkeypatch.setattr(R, "CHUNK_BYTES", 777)
+    for p, split in ((path, 1 << 30), (path, 5000), (gz, 1 << 30)):
+        _, rows, errors = _read_all(p, InputSpec(path=[p], split_bytes=split))
+        assert not errors and [r["text"] for r in rows] == [r["text"] for r in whole]

@@ -145,28 +145,6 @@ def _decompressed_chunks(raw, comp: str, chunk: int = 1 << 20):
             yield out
 
 
-def iter_lines(path: str):
-    """(byte offset, line) of a jsonl file, decompressing gzip/zstd as a stream."""
-    comp = compression_of(path)
-    with open_raw(path) as raw:
-        if comp is None:
-            pos = 0
-            for line in raw:
-                yield pos, line
-                pos += len(line)
-            return
-        pos, rest = 0, b""
-        for chunk in _decompressed_chunks(raw, comp):
-            buf = rest + chunk
-            lines = buf.split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield pos, line
-                pos += len(line) + 1
-        if rest:
-            yield pos, rest
-
-
 def list_files(patterns: list[str]) -> list[tuple[str, int]]:
     """Expand glob patterns (local or Beam filesystems) to sorted, de-duplicated (path, size)."""
     from apache_beam.io.filesystems import FileSystems
@@ -368,11 +346,23 @@ def read_shard(shard: Shard, spec: InputSpec) -> Iterator[tuple[str, object]]:
     yield "report", b
 
 
-def _jsonl_lines(shard: Shard):
-    """(line number or None, byte offset, line) for the shard's lines; byte ranges for split files."""
+CHUNK_BYTES = 16 << 20
+
+
+def _raw_chunks(shard: Shard, chunk: int):
+    """Byte chunks of a shard's (decompressed) content; a byte-range shard starts at its first
+    whole line and ends with the line that straddles its end. Raises TruncatedStream at a cut."""
     if shard.whole_file:
-        for n, (pos, line) in enumerate(iter_lines(shard.path), 1):
-            yield n, pos, line
+        with open_raw(shard.path) as raw:
+            comp = compression_of(shard.path)
+            if comp is None:
+                while True:
+                    data = raw.read(chunk)
+                    if not data:
+                        return
+                    yield data
+            else:
+                yield from _decompressed_chunks(raw, comp, chunk)
         return
     with open_raw(shard.path) as f:
         pos = shard.start
@@ -380,59 +370,42 @@ def _jsonl_lines(shard: Shard):
             f.seek(pos - 1)
             pos += len(f.readline()) - 1
         while pos < shard.end:
-            line = f.readline()
-            if not line:
+            data = f.read(min(chunk, shard.end - pos))
+            if not data:
                 return
-            yield None, pos, line
-            pos += len(line)
+            pos += len(data)
+            if pos >= shard.end and not data.endswith(b"\n"):
+                data += f.readline()  # finish the last line, which starts inside our range
+            yield data
 
 
-def _shard_bytes(shard: Shard, limit: int) -> bytes | None:
-    """The whole (decompressed) content of a shard, or None when it is larger than ``limit``."""
-    if shard.whole_file:
-        with open_raw(shard.path) as raw:
-            comp = compression_of(shard.path)
-            if comp is None:
-                data = raw.read(limit + 1)
-                return data if len(data) <= limit else None
-            out, n = [], 0
-            try:
-                for chunk in _decompressed_chunks(raw, comp):
-                    n += len(chunk)
-                    if n > limit:
-                        return None
-                    out.append(chunk)
-            except TruncatedStream:
-                return None
-            return b"".join(out)
-    if shard.end - shard.start > limit:
-        return None
-    with open_raw(shard.path) as f:
-        pos = shard.start
-        if pos > 0:
-            f.seek(pos - 1)
-            pos += len(f.readline()) - 1
-        data = f.read(max(0, shard.end - pos))
-        return data + f.readline() if data and not data.endswith(b"\n") else data
+def _line_chunks(shard: Shard, chunk: int | None = None):
+    """Chunks of about CHUNK_BYTES that hold whole lines only."""
+    rest = b""
+    for data in _raw_chunks(shard, chunk or CHUNK_BYTES):
+        buf = rest + data
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            rest = buf
+            continue
+        yield buf[:cut]
+        rest = buf[cut:]
+    if rest:
+        yield rest
 
 
-def _read_jsonl_fast(shard: Shard, spec: InputSpec, b: BatchBuilder):
-    """Vectorized path: pyarrow.json over the whole shard. Returns None (nothing emitted) when the
-    shard has anything the per-line path must report precisely (bad JSON, nulls, missing fields)."""
+def _parse_fast(data: bytes, spec: InputSpec):
+    """pyarrow.json over a chunk of whole lines, or None when the chunk needs the per-line path
+    (bad JSON, blank lines, nulls or missing fields: it must name the exact line)."""
     import pyarrow.json as pj
 
-    if spec.html_key:
-        return None
     try:
-        data = _shard_bytes(shard, spec.split_bytes)
-        if data is None or not data.strip():
-            return None
         table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
                              parse_options=pj.ParseOptions(newlines_in_values=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
     if data.count(b"\n") + (not data.endswith(b"\n")) != table.num_rows:
-        return None  # blank lines: keep line numbering exact through the per-line path
+        return None
     names = table.column_names
     if spec.text_key not in names or table.column(spec.text_key).null_count:
         return None
@@ -440,42 +413,55 @@ def _read_jsonl_fast(shard: Shard, spec: InputSpec, b: BatchBuilder):
         return None
     if spec.id_key in names and table.column(spec.id_key).null_count:
         return None
-    nested = [f.name for f in table.schema if pa.types.is_null(f.type)]
-    if nested:
-        table = table.drop_columns(nested)
-    return list(_table_to_batches(table, shard, spec, b, shard.index << 32))
+    nulls = [f.name for f in table.schema if pa.types.is_null(f.type)]
+    return table.drop_columns(nulls) if nulls else table
 
 
 def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
-    fast = _read_jsonl_fast(shard, spec, b)
-    if fast is not None:
-        yield from fast
-        return
+    """Chunks of whole lines: clean chunks are parsed vectorized, others line by line.
+
+    Record positions (for derived ids) count non-blank lines from the start of the shard, the same
+    on both paths; locations are line numbers for whole files and byte offsets for byte ranges.
+    """
     loads = orjson.loads
-    lineno, ordinal = 0, -1
+    lineno, ordinal = 0, 0
+    offset = shard.start if not shard.whole_file else 0
     try:
-        for lineno, pos, line in _jsonl_lines(shard):
-            if not line.strip():
+        for data in _line_chunks(shard):
+            table = None if spec.html_key else _parse_fast(data, spec)
+            if table is not None:
+                yield from _table_to_batches(table, shard, spec, b, (shard.index << 32) + ordinal)
+                ordinal += table.num_rows
+                lineno += table.num_rows
+                offset += len(data)
                 continue
-            ordinal += 1  # record position for derived ids: the same in the vectorized path
-            location = f"line {lineno}" if lineno is not None else f"byte offset {pos}"
-            try:
-                record = loads(line)
-            except orjson.JSONDecodeError as e:
-                b.n_in += 1
-                msg = str(e)
-                reason = "invalid UTF-8" if "utf-8" in msg.lower() or "unicode" in msg.lower() else "malformed JSON"
-                b.error(location, f"{reason}: {msg}", line)
-                continue
-            if not isinstance(record, dict):
-                b.n_in += 1
-                b.error(location, f"JSON value is a {type(record).__name__}, not an object", line)
-                continue
-            if spec.html_key:
-                record = _extract_record(record, spec, b, location)
-                if record is None:
+            pos = offset
+            for line in data.splitlines(keepends=True):
+                lineno += 1
+                here, pos = pos, pos + len(line)
+                if not line.strip():
                     continue
-            yield from b.add(record, (shard.index << 32) + ordinal, location)
+                position = (shard.index << 32) + ordinal
+                ordinal += 1
+                location = f"line {lineno}" if shard.whole_file else f"byte offset {here}"
+                try:
+                    record = loads(line)
+                except orjson.JSONDecodeError as e:
+                    b.n_in += 1
+                    msg = str(e)
+                    reason = "invalid UTF-8" if "utf-8" in msg.lower() or "unicode" in msg.lower() else "malformed JSON"
+                    b.error(location, f"{reason}: {msg}", line)
+                    continue
+                if not isinstance(record, dict):
+                    b.n_in += 1
+                    b.error(location, f"JSON value is a {type(record).__name__}, not an object", line)
+                    continue
+                if spec.html_key:
+                    record = _extract_record(record, spec, b, location)
+                    if record is None:
+                        continue
+                yield from b.add(record, position, location)
+            offset = pos
     except TruncatedStream as e:
         b.n_in += 1
         b.error(f"after line {lineno}", f"truncated or corrupt compressed stream: {e}; the rest of the file is unreadable")

@@ -1,0 +1,159 @@
+"""``curate inspect``: score distributions, drop rates at thresholds, histograms.
+
+Reads the Parquet output of ``curate score`` (or of any run) column by column, streaming record
+batches (only the score columns and text lengths are held), and reports for every numeric column
+its quantiles and, at each of those thresholds, the share of documents and of characters that a
+``min``-style filter (drop below) or a ``max``-style filter (drop above) would remove. String
+columns with few values (``lang``) get value counts. Writes ``histograms/<column>.png`` and an
+``index.html`` that shows them with the tables, so a threshold can be picked by looking.
+"""
+from __future__ import annotations
+
+import glob
+import html
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from curate import schema as S
+
+QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+SKIP = {S.ID, S.TEXT, S.SOURCE, S.URL, "drop_stage", "drop_reason"}
+
+
+def _files(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    for pattern in (os.path.join(path, "data", "*.parquet"), os.path.join(path, "*.parquet"), os.path.join(path, "**", "*.parquet")):
+        files = sorted(glob.glob(pattern, recursive=True))
+        if files:
+            return files
+    raise FileNotFoundError(f"no Parquet files under {path}")
+
+
+def collect(path: str, columns: list[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, dict]]:
+    """Numeric columns as float arrays, per-document character counts, and value counts of small string columns."""
+    dataset = ds.dataset(_files(path), format="parquet")
+    schema = dataset.schema
+    numeric = [f.name for f in schema if f.name not in SKIP and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type))]
+    strings = [f.name for f in schema if f.name not in SKIP and pa.types.is_string(f.type)]
+    if columns:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise KeyError(f"columns not found: {missing} (available: {schema.names})")
+        numeric = [c for c in numeric if c in columns]
+        strings = [c for c in strings if c in columns]
+    values: dict[str, list] = {c: [] for c in numeric}
+    chars: list[np.ndarray] = []
+    counts: dict[str, dict] = {c: {} for c in strings}
+    read = numeric + strings + ([S.TEXT] if S.TEXT in schema.names else [])
+    for batch in dataset.to_batches(columns=read, batch_size=65536):
+        for c in numeric:
+            values[c].append(batch.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False))
+        if S.TEXT in batch.schema.names:
+            chars.append(pc.fill_null(pc.utf8_length(batch.column(S.TEXT)), 0).to_numpy(zero_copy_only=False))
+        for c in strings:
+            vc = pc.value_counts(batch.column(c))
+            d = counts[c]
+            for item in vc.to_pylist():
+                d[item["values"]] = d.get(item["values"], 0) + item["counts"]
+            if len(d) > 1000:  # free text, not a category
+                counts[c] = None
+                strings = [s for s in strings if s != c]
+    cols = {c: np.concatenate(v) if v else np.zeros(0) for c, v in values.items()}
+    n = len(next(iter(cols.values()))) if cols else 0
+    char_arr = np.concatenate(chars) if chars else np.ones(n)
+    return cols, char_arr, {c: d for c, d in counts.items() if d}
+
+
+def quantile_table(x: np.ndarray, chars: np.ndarray) -> list[dict]:
+    ok = ~np.isnan(x)
+    x, w = x[ok], chars[ok]
+    if not len(x):
+        return []
+    total_docs, total_chars = len(x), float(w.sum()) or 1.0
+    order = np.argsort(x, kind="stable")
+    xs, cw = x[order], np.cumsum(w[order])
+    rows = []
+    for q in QUANTILES:
+        t = float(np.quantile(x, q))
+        below = int(np.searchsorted(xs, t, side="left"))
+        above = total_docs - int(np.searchsorted(xs, t, side="right"))
+        chars_below = float(cw[below - 1]) if below else 0.0
+        chars_above = float(cw[-1] - cw[total_docs - above - 1]) if above and total_docs - above - 1 >= 0 else (float(cw[-1]) if above else 0.0)
+        rows.append(dict(quantile=q, threshold=t, docs_below=below / total_docs, chars_below=chars_below / total_chars,
+                         docs_above=above / total_docs, chars_above=chars_above / total_chars))
+    return rows
+
+
+def _histogram(x: np.ndarray, name: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = x[~np.isnan(x)]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
+    if len(x):
+        lo, hi = np.quantile(x, [0.0, 0.995]) if len(np.unique(x)) > 50 else (x.min(), x.max())
+        ax.hist(np.clip(x, lo, hi), bins=60 if hi > lo else 1, color="#4C72B0")
+        for q, style in ((0.1, ":"), (0.5, "--"), (0.9, ":")):
+            ax.axvline(np.quantile(x, q), color="#C44E52", linestyle=style, linewidth=1)
+    ax.set_title(f"{name}  (n={len(x):,}; dotted: p10/p90, dashed: median)", fontsize=9)
+    ax.set_ylabel("documents")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def inspect(path: str, output: str | None = None, columns: list[str] | None = None, console=None) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    cols, chars, counts = collect(path, columns)
+    output = output or os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "inspect")
+    os.makedirs(os.path.join(output, "histograms"), exist_ok=True)
+    sections = []
+    n_docs = len(chars)
+    console.print(f"[bold]{n_docs:,} documents[/], {float(chars.sum()):,.0f} characters, {len(cols)} numeric columns")
+    for name, x in cols.items():
+        rows = quantile_table(x, chars)
+        t = Table(title=f"{name}", title_justify="left")
+        for h in ("quantile", "threshold", "drop < t: docs", "chars", "drop > t: docs", "chars"):
+            t.add_column(h, justify="right")
+        for r in rows:
+            t.add_row(f"{r['quantile']:.2f}", f"{r['threshold']:.4g}", f"{r['docs_below']:.1%}", f"{r['chars_below']:.1%}",
+                      f"{r['docs_above']:.1%}", f"{r['chars_above']:.1%}")
+        console.print(t)
+        png = os.path.join("histograms", f"{name}.png")
+        _histogram(x, name, os.path.join(output, png))
+        trs = "".join(
+            f"<tr><td>{r['quantile']:.2f}</td><td>{r['threshold']:.4g}</td><td>{r['docs_below']:.1%}</td><td>{r['chars_below']:.1%}</td>"
+            f"<td>{r['docs_above']:.1%}</td><td>{r['chars_above']:.1%}</td></tr>" for r in rows)
+        sections.append(f"<h2>{html.escape(name)}</h2><img src='{png}'><table><tr><th>quantile</th><th>threshold t</th>"
+                        f"<th>docs &lt; t</th><th>chars &lt; t</th><th>docs &gt; t</th><th>chars &gt; t</th></tr>{trs}</table>")
+    for name, d in counts.items():
+        top = sorted(d.items(), key=lambda kv: -kv[1])[:15]
+        total = sum(d.values())
+        t = Table(title=f"{name} (top values)", title_justify="left")
+        t.add_column("value")
+        t.add_column("docs", justify="right")
+        t.add_column("share", justify="right")
+        for v, c in top:
+            t.add_row(str(v), f"{c:,}", f"{c / total:.1%}")
+        console.print(t)
+        trs = "".join(f"<tr><td>{html.escape(str(v))}</td><td>{c:,}</td><td>{c / total:.1%}</td></tr>" for v, c in top)
+        sections.append(f"<h2>{html.escape(name)}</h2><table><tr><th>value</th><th>docs</th><th>share</th></tr>{trs}</table>")
+    page = ("<!doctype html><meta charset='utf-8'><title>curate inspect</title><style>body{font-family:sans-serif;margin:2em}"
+            "table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>"
+            f"<h1>curate inspect: {html.escape(path)}</h1><p>{n_docs:,} documents. 'docs &lt; t': share removed by a filter that "
+            "drops scores below t; 'docs &gt; t': share removed by one that drops scores above t.</p>" + "".join(sections))
+    index = os.path.join(output, "index.html")
+    with open(index, "w") as f:
+        f.write(page)
+    console.print(f"report: {index}")
+    return index

@@ -1,0 +1,55 @@
+"""``curate score``: attach score columns to a dataset without dropping anything.
+
+Each ``--scorer NAME[=MODEL]`` is a registered stage run in annotate mode: filters keep every
+document and add their statistic columns (``add_scores``) and their would-be drop reason;
+scorers add their columns; ``=MODEL`` sets the stage's ``model`` parameter.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from curate.core.recipe import OutputSpec, Recipe, RecipeError, configure
+from curate.core.registry import all_stages
+from curate.io.readers import InputSpec
+
+
+def scoring_stage(spec: str):
+    name, _, model = spec.partition("=")
+    registry = all_stages()
+    if name not in registry:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(registry), n=1)
+        raise RecipeError([f"--scorer {spec}: unknown stage {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")])
+    cls = registry[name]
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    params: dict = {}
+    if "mode" in fields:
+        params["mode"] = "annotate"
+    if "add_scores" in fields:
+        params["add_scores"] = True
+    if model:
+        if "model" not in fields:
+            raise RecipeError([f"--scorer {spec}: stage {name!r} takes no model"])
+        params["model"] = model
+    obj, problems = configure(cls, params, "--scorer", {}, (), f"scorer {name!r}")
+    if problems:
+        raise RecipeError(problems)
+    if getattr(obj, "kind", "") == "mapper":
+        raise RecipeError([f"--scorer {spec}: {name!r} rewrites text; use it in a recipe, not as a scorer"])
+    return name, obj
+
+
+def score_recipe(inputs: list[str], scorers: list[str], output: str, **input_options) -> Recipe:
+    import glob
+    import os
+
+    missing = [p for p in inputs if "://" not in p and not glob.glob(p)]
+    if missing:
+        raise RecipeError([f"input {p!r} matches no file" for p in missing])
+    stages = [scoring_stage(s) for s in scorers]
+    names = [n for n, _ in stages]
+    if len(set(names)) != len(names):
+        raise RecipeError([f"each scorer once: {names}"])
+    spec = InputSpec(path=[p if "://" in p else os.path.abspath(p) for p in inputs], **input_options)
+    return Recipe("curate score", spec, OutputSpec(path=output if "://" in output else os.path.abspath(output)), stages)
