@@ -31,4 +31,6 @@ def print_summary(res, console: Console | None = None) -> None:
         f"ledger {ok}: {total_in:,} in = {written:,} written + {dropped:,} dropped + {errors:,} errors"
         f"   ({res.seconds:.1f}s, {total_in / max(res.seconds, 1e-9):,.0f} docs/s, runner: {res.runner})"
     )
+    if res.info:
+        console.print("info: " + ", ".join(f"{k} {v:,}" for k, v in res.info.items()))
     console.print(f"output: {res.recipe.output.path}  (data/, errors/{', rejected/' if res.recipe.output.write_rejected else ''}, stats.json)")

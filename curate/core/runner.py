@@ -114,6 +114,14 @@ def collect_stats(result, names: list[str]) -> dict[str, StageStats]:
     return stats
 
 
+def collect_info(result) -> dict[str, int]:
+    info: dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE + ".info"))["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        info[c.key.metric.name] = info.get(c.key.metric.name, 0) + value
+    return dict(sorted(info.items()))
+
+
 def check_ledger(stats: dict[str, StageStats], names: list[str]) -> list[str]:
     problems = []
     for n in names:
@@ -145,6 +153,7 @@ class RunResult:
     runner: str
     dry_run: bool = False
     job_steps: list[str] = field(default_factory=list)
+    info: dict[str, int] = field(default_factory=dict)  # stage diagnostics (lines removed, pairs checked ...)
 
     def to_json(self) -> dict:
         return {
@@ -157,6 +166,7 @@ class RunResult:
             "ledger_problems": self.problems,
             "documents_in": self.stats["read"].n_in,
             "documents_out": self.stats["write"].kept,
+            "info": self.info,
             "stages": [
                 {"name": n, "in": s.n_in, "kept": s.kept, "dropped": s.dropped, "errors": s.errors, "flagged": s.flagged}
                 for n, s in ((n, self.stats[n]) for n in self.names + ["write"])
@@ -260,7 +270,7 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
         return RunResult(recipe, names, {n: StageStats(n) for n in names + ["write"]}, seconds, [], runner_name, True, steps)
     stats = collect_stats(result, names)
     problems = check_ledger(stats, names)
-    res = RunResult(recipe, names, stats, seconds, problems, runner_name)
+    res = RunResult(recipe, names, stats, seconds, problems, runner_name, info=collect_info(result))
     _write_stats(out, res.to_json())
     if is_local(tmp_dir):
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -1,1 +1,8 @@
-"""Model scorers (fastText quality/toxicity classifiers) and their training. Each module registers its stages."""
+"""Model scorers (fastText quality/toxicity classifiers) and their training. Each module registers its stages.
+
+* ``fasttext_classifier``: ``quality_classifier``, ``toxicity_classifier``, ``quality_select``, and
+  the training behind ``curate train-scorer``.
+* ``toxic_words``: ``toxic_words`` (word and phrase lists).
+* ``pii``: ``pii_redact`` (e-mail and IP addresses).
+"""
+from curate.scorers import fasttext_classifier, pii, toxic_words  # noqa: F401

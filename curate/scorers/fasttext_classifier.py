@@ -444,6 +444,36 @@ def stratified_split(labels, valid_fraction: float, seed: int) -> tuple[np.ndarr
 # ------------------------------------------------------------------------------------ training
 
 
+_TRAIN_SCRIPT = """
+import json, sys
+import fasttext
+cfg = json.loads(sys.argv[1])
+fasttext.FastText.eprint = lambda *a, **k: None
+model = fasttext.train_supervised(**cfg["params"])
+if cfg["quantize"]:
+    model.quantize(input=cfg["params"]["input"], qnorm=True, retrain=False, thread=cfg["params"]["thread"])
+model.save_model(cfg["output"])
+"""
+
+
+def _train_subprocess(params: dict, output: str, quantize: bool) -> None:
+    """Run ``fasttext.train_supervised`` (and ``quantize``) in a fresh Python process, then save.
+
+    fastText keeps state across trainings in one process: after a number of models have been
+    trained, every later training fails with "Encountered NaN." (and results drift with what
+    was trained before). A fresh process per model makes training reliable and reproducible.
+    """
+    import subprocess
+
+    cfg = json.dumps({"params": params, "output": output, "quantize": bool(quantize)})
+    proc = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, cfg], capture_output=True, text=True)
+    if proc.returncode != 0 or not os.path.exists(output):
+        err = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise RuntimeError(f"fastText training failed: {err[-1] if err else f'exit code {proc.returncode}'}")
+    if params.get("verbose"):
+        sys.stderr.write(proc.stderr)
+
+
 def train_classifier(texts, labels, output_path: str, *, epoch: int = 5, lr: float = 0.1, word_ngrams: int = 2,
                      dim: int = 64, bucket: int = 200_000, min_count: int = 1, seed: int = 0,
                      valid_fraction: float = 0.1, max_chars: int = DEFAULT_MAX_CHARS, preprocess_mode: str = "curate",
@@ -478,17 +508,15 @@ def train_classifier(texts, labels, output_path: str, *, epoch: int = 5, lr: flo
         with open(train_file, "w", encoding="utf-8") as f:
             for i in order:
                 f.write(f"{POS if y[i] else NEG} {prepped[i]}\n")
-        model = fasttext.train_supervised(
-            input=train_file, epoch=int(epoch), lr=float(lr), wordNgrams=int(word_ngrams), dim=int(dim),
-            bucket=int(bucket), minCount=int(min_count), seed=int(seed), loss="softmax",
-            thread=int(threads or os.cpu_count() or 1), verbose=2 if verbose else 0)
-        if quantize:
-            model.quantize(input=train_file, qnorm=True, retrain=False, thread=int(threads or os.cpu_count() or 1))
         folder = os.path.dirname(os.path.abspath(output_path))
         os.makedirs(folder, exist_ok=True)
         tmp_out = os.path.join(folder, f".{os.path.basename(output_path)}.tmp")
-        model.save_model(tmp_out)
+        params = dict(input=train_file, epoch=int(epoch), lr=float(lr), wordNgrams=int(word_ngrams), dim=int(dim),
+                      bucket=int(bucket), minCount=int(min_count), seed=int(seed), loss="softmax",
+                      thread=int(threads or os.cpu_count() or 1), verbose=2 if verbose else 0)
+        _train_subprocess(params, tmp_out, quantize)
         os.replace(tmp_out, output_path)
+        model = fasttext.load_model(output_path)
     seconds = time.time() - t0
     metrics = {"accuracy": None, "auc": None, "precision": None, "recall": None, "f1": None, "threshold": 0.5}
     if len(va):

@@ -18,8 +18,9 @@ Patterns:
   collide with code such as C++'s ``ns::f``; MAC addresses and times (``12:30:45``) never match.
 
 RE2 has no look-around, so a match consumes the character before and after it (kept in the
-replacement). Two adjacent addresses separated by one character then need a second pass, which
-each pattern gets.
+replacement; the text gets a one-space prefix for the duration, so a match at the very start has
+a character before it). Two adjacent addresses separated by one character then need a second
+pass, which each pattern gets.
 
 Why this is a ``Scorer`` (and a ``Mapper``): the stage machinery sets every column a scorer
 returns, so ``score`` returns the rewritten ``text`` together with the count columns. The
@@ -61,8 +62,10 @@ def _ipv6_alternatives() -> str:
 
 IPV6 = _ipv6_alternatives()
 # (boundary before)(address)(boundary after): \1 and \3 are put back by the replacement
-IPV4_PATTERN = rf"(^|[^\pL\pN_.])({IPV4})(\.?(?:[^\pL\pN_.]|$))"
-IPV6_PATTERN = rf"(^|[^\pL\pN_.:])({IPV6})([^\pL\pN_:]|$)"
+# (no '^': Arrow's count_substring_regex lets '^' match again after each match, unlike the replace
+# kernel, so the text gets a one-space prefix instead, removed afterwards)
+IPV4_PATTERN = rf"([^\pL\pN_.])({IPV4})(\.?(?:[^\pL\pN_.]|$))"
+IPV6_PATTERN = rf"([^\pL\pN_.:])({IPV6})([^\pL\pN_:]|$)"
 
 
 def _replace_counting(text: pa.Array, pattern: str, replacement: str, passes: int) -> tuple[pa.Array, np.ndarray]:
@@ -90,11 +93,13 @@ def redact(text, email: str | None = "<EMAIL>", ip: str | None = "<IP>", ipv6: b
         text, n_email = _replace_counting(text, EMAIL, rep, passes=1)
     if ip is not None:
         rep = ip.replace("\\", "\\\\")
+        text = pc.binary_join_element_wise(pa.scalar(" "), text, "")
         if ipv6:
             text, c6 = _replace_counting(text, IPV6_PATTERN, rf"\1{rep}\3", passes=2)
             n_ip += c6
         text, c4 = _replace_counting(text, IPV4_PATTERN, rf"\1{rep}\3", passes=2)
         n_ip += c4
+        text = pc.utf8_slice_codeunits(text, 1)
     return text, n_email, n_ip
 
 
