@@ -5,8 +5,10 @@ keys grows with the corpus. Locally, the array payloads that global stages shuff
 written to scratch files first, and only small ``Spilled`` references go through the GroupByKey;
 the reducer loads its own partition back. Files are content-addressed (name = hash of the
 payload), so a retried bundle rewrites the same file, and two equal payloads sharing a file is
-harmless. On a distributed runner (Dataflow) the runner's shuffle service holds the data and
-nothing is spilled: ``folder=None``.
+harmless. Payloads under ``INLINE_BYTES`` stay inline: a tiny file costs more than it saves, and
+their total is bounded by the number of shuffle elements (batches x partitions), not documents.
+On a distributed runner (Dataflow) the runner's shuffle service holds the data and nothing is
+spilled: ``folder=None``.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import xxhash
 
 from curate.io.readers import is_local, open_raw
 from curate.io.writers import join
+
+INLINE_BYTES = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class _Spill(beam.DoFn):
     def process(self, item):
         key, payload = item
         data = pickle.dumps(payload, protocol=5)
+        if len(data) < INLINE_BYTES:
+            yield key, payload
+            return
         name = xxhash.xxh3_64_hexdigest(repr(key).encode())
         path = join(self.folder, f"{name}-{xxhash.xxh3_128_hexdigest(data)}.pkl")
         if is_local(path):

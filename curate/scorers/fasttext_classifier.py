@@ -21,8 +21,8 @@ Stages (registered):
 
 Training: :func:`train_classifier` (texts + bool labels -> model file + held-out metrics), the
 table loaders :func:`load_labeled` / :func:`load_corpus`, and the ``curate train-scorer``
-command (:func:`add_train_scorer_arguments`, :func:`run_train_scorer`). This module also runs
-on its own: ``python -m curate.scorers.fasttext_classifier toxicity --data ...``.
+command (:func:`add_train_scorer_arguments`, :func:`run_train_scorer`; :func:`main` runs the
+same command without the ``curate`` CLI).
 """
 from __future__ import annotations
 
@@ -859,9 +859,7 @@ def run_train_scorer(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``curate train-scorer`` without the ``curate`` CLI: ``main(["--recipe", "scorers/toxicity.yaml"])``."""
     parser = add_train_scorer_arguments(argparse.ArgumentParser(prog="curate train-scorer"))
     return run_train_scorer(parser.parse_args(argv))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

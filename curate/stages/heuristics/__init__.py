@@ -1,1 +1,2 @@
 """Heuristic quality rule sets (Gopher quality and repetition, C4, FineWeb). Each module registers its stages."""
+from curate.stages.heuristics import c4, fineweb, gopher_quality, gopher_repetition  # noqa: F401

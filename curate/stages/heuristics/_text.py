@@ -105,26 +105,28 @@ _ARROW_LINE_BREAKS = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]"
 # ---------------------------------------------------------------------------- the word splitter
 
 
-_CATEGORIES: list[str] | None = None
-
-
-def _chars_where(pred, limit: int = 0x30000) -> str:
-    """A Python regex class body for the code points below ``limit`` whose category satisfies ``pred``."""
-    global _CATEGORIES
-    if _CATEGORIES is None:
-        _CATEGORIES = [unicodedata.category(chr(cp)) for cp in range(0x30000)]
+def _icon_class() -> str:
+    """A Python regex class body for the symbols of category So (emoji, dingbats, arrows...)."""
     out, start, prev = [], None, None
-    for cp, cat in enumerate(_CATEGORIES[:limit]):
-        if pred(cat):
+    for cp in range(0x2000, 0x20000):  # no So symbol below U+2000 is frequent enough to matter
+        if unicodedata.category(chr(cp)) == "So":
             if start is None:
                 start = cp
             prev = cp
         elif start is not None:
             out.append((start, prev))
             start = None
-    if start is not None:
-        out.append((start, prev))
-    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in out)
+    return "\u00a6\u00a9\u00ae\u00b0" + "".join(
+        f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in out)
+
+
+def _lower_or_uncased(c: str) -> bool:
+    """A lower-case letter, a letter of a script without case, or a combining mark."""
+    return (c.isalpha() and not c.isupper() and not c.istitle()) or unicodedata.category(c)[0] == "M"
+
+
+def _upper_or_uncased(c: str) -> bool:
+    return (c.isalpha() and not c.islower()) or unicodedata.category(c)[0] == "M"
 
 
 class WordSplitter:
@@ -140,48 +142,44 @@ class WordSplitter:
     an operator between digits, ``...``).
     """
 
+    _PUNCT = "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪"
+    _QUOTES = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉〈〉⟦⟧"
+    _CURRENCY = "$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿"
+    _UNITS = (
+        "km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft kg g mg µg t lb oz "
+        "m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb TB T G M K % "
+        "км км² км³ м м² м³ дм дм² дм³ см см² см³ мм мм² мм³ нм кг г мг м/с км/ч кПа Па мбар Кб КБ кб "
+        "Мб МБ мб Гб ГБ гб Тб"
+    ).split()
+
     def __init__(self):
-        alpha = _chars_where(lambda c: c[0] in "LM")
-        lower = _chars_where(lambda c: c in ("Ll", "Lo", "Lm") or c[0] == "M")
-        upper = _chars_where(lambda c: c in ("Lu", "Lt", "Lo", "Lm") or c[0] == "M")
-        icons = _chars_where(lambda c: c == "So")
-        punct = "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪"
-        quotes = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉〈〉⟦⟧"
-        currency = "$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿"
-        units = (
-            "km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft kg g mg µg t lb oz "
-            "m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb TB T G M K %"
-        ).split()
-        units += "км км² км³ м м² м³ дм дм² дм³ см см² см³ мм мм² мм³ нм кг г мг м/с км/ч кПа Па мбар Кб КБ кб Мб МБ мб Гб ГБ гб Тб".split()
-        # prefixes: one punctuation character, a run of periods, or a currency sign
+        icons = _icon_class()
+        self._icon = re.compile("[" + icons + "]")
         self._prefix = re.compile(
-            r"(?:US\$|C\$|A\$|\.\.+|\+(?![0-9])|[" + _py_class("§%=—–" + punct + quotes + currency) + icons + "])"
+            r"(?:US\$|C\$|A\$|\.\.+|\+(?![0-9])|[" + _py_class("§%=—–" + self._PUNCT + self._QUOTES + self._CURRENCY) + icons + "])"
         )
-        unit_alt = "|".join(re.escape(u) for u in sorted(units, key=len, reverse=True))
-        cur_alt = "|".join(re.escape(c) for c in ["US$", "C$", "A$"] + list(currency))
-        p_q = _py_class(punct + quotes + "|\\")
-        # suffixes, tried from the leftmost possible start (as a regex search anchored at the end)
-        self._suffix = re.compile(
-            r"(?:\.\.+|……|['’][sS]"
-            r"|(?<=[0-9])(?:" + cur_alt + "|" + unit_alt + r")"
-            r"|(?<=[0-9])\+|(?<=°[FfCcKk])\."
-            r"|(?<=[0-9" + lower + r"%²\-+" + p_q + r"])\."
-            r"|(?<=[" + upper + "][" + upper + r"])\."
-            r"|[" + _py_class(punct + quotes + "—–") + icons + r"])$"
-        )
+        self._suffix_char = frozenset(self._PUNCT + self._QUOTES + "—–")
+        self._after_digit = frozenset(self._UNITS) | frozenset(self._CURRENCY) | {"US$", "C$", "A$", "+"}
+        self._period_after = frozenset("%²-+|\\" + self._PUNCT + self._QUOTES)
+        letter = r"[^\W\d_]"
+        q = _py_class(self._QUOTES)
+        # the period infix (between a lower-case letter or quote and an upper-case letter or quote)
+        # is matched loosely here and checked for case in _split
         self._infix = re.compile(
             r"\.\.+|…|[" + icons + r"]"
             r"|(?<=[0-9])[+\-*^](?=[0-9-])"
-            r"|(?<=[" + lower + _py_class(quotes) + r"])\.(?=[" + upper + _py_class(quotes) + r"])"
-            r"|(?<=[" + alpha + r"]),(?=[" + alpha + r"])"
-            r"|(?<=[" + alpha + r"0-9])(?:---|--|——|[-–—~])(?=[" + alpha + r"])"
-            r"|(?<=[" + alpha + r"0-9])[:<>=/](?=[" + alpha + r"])"
+            r"|(?<=" + letter + "|[" + q + r"])\.(?=" + letter + "|[" + q + r"])"
+            r"|(?<=" + letter + r"),(?=" + letter + r")"
+            r"|(?<=[^\W_])(?:---|--|——|[-–—~])(?=" + letter + r")"
+            r"|(?<=[^\W_])[:<>=/](?=" + letter + r")"
         )
+        self._infix_chars = re.compile(r"[.…+\-*^,–—~:<>=/" + icons + "]")
+        self._quote_set = frozenset(self._QUOTES)
         host = "[A-Za-z0-9\u00a1-\uffff]"
         self._url = re.compile(
             r"(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?"
             r"(?:(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4]))"
-            r"|(?:(?:" + host + r"[A-Za-z0-9\u00a1-\uffff_-]{0,62})?" + host + r"\.)+[" + lower + r"]{2,63})"
+            r"|(?:(?:" + host + r"[A-Za-z0-9\u00a1-\uffff_-]{0,62})?" + host + r"\.)+(?:[a-z]|[^\x00-\x7f\W\d_]){2,63})"
             r"(?::\d{2,5})?(?:[/?#]\S*)?"
         )
         self.specials = _special_cases()
@@ -202,8 +200,33 @@ class WordSplitter:
         return m.end() if m else 0
 
     def _suffix_len(self, s: str) -> int:
-        m = self._suffix.search(s)
-        return len(s) - m.start() if m else 0
+        """Length of the suffix to peel off ``s`` (0: none): the leftmost start that reaches the end."""
+        n = len(s)
+        if not n:
+            return 0
+        if n >= 2 and s[-1] == "." and s[-2] == ".":
+            i = n - 2
+            while i > 0 and s[i - 1] == ".":
+                i -= 1
+            return n - i
+        for p in range(max(0, n - 4), n):
+            tail = s[p:]
+            if p and "0" <= s[p - 1] <= "9" and tail in self._after_digit:
+                return n - p
+            if p == n - 2 and tail in ("……", "'s", "'S", "’s", "’S"):
+                return 2
+        last = s[-1]
+        if last in self._suffix_char or self._icon.match(last):
+            return 1
+        if last == "." and n >= 2:
+            prev = s[-2]
+            if ("0" <= prev <= "9") or prev in self._period_after or _lower_or_uncased(prev):
+                return 1
+            if n >= 3 and _upper_or_uncased(prev) and _upper_or_uncased(s[-3]):
+                return 1
+            if n >= 3 and s[-3] == "°" and prev in "FfCcKk":
+                return 1
+        return 0
 
     def _split(self, s: str) -> tuple[str, ...]:
         specials = self.specials
@@ -242,7 +265,7 @@ class WordSplitter:
         if s:
             if s in specials:
                 middle = list(specials[s])
-            elif self._url.fullmatch(s):
+            elif ("." in s and self._url.fullmatch(s)) or not self._infix_chars.search(s):
                 middle = [s]
             else:
                 start = 0
@@ -250,6 +273,11 @@ class WordSplitter:
                     a, b = m.span()
                     if a == 0:
                         continue
+                    if b == a + 1 and s[a] == "." and not (
+                        (s[a - 1] in self._quote_set or _lower_or_uncased(s[a - 1]))
+                        and (s[b] in self._quote_set or _upper_or_uncased(s[b]))
+                    ):
+                        continue  # a period between letters splits only lower.Upper
                     if a != start:
                         middle.append(s[start:a])
                     if a != b:
@@ -353,3 +381,424 @@ def _special_cases() -> dict[str, tuple[str, ...]]:
         if "'" in k:
             exc.setdefault(k.replace("'", "’"), tuple(t.replace("'", "’") for t in v))
     return exc
+
+
+# ----------------------------------------------------------------------------------------- words
+
+_SPLITTER: WordSplitter | None = None
+_LOCK = threading.Lock()
+_SIMPLE_CHUNK_RE = r"^(?:\p{L}+|[0-9]+)$"  # one word as it stands (unless a special case)
+
+
+def splitter() -> WordSplitter:
+    """The process-wide :class:`WordSplitter` (its memo of split chunks is shared by all stages)."""
+    global _SPLITTER
+    if _SPLITTER is None:
+        with _LOCK:
+            if _SPLITTER is None:
+                ws = WordSplitter()
+                ws.special_keys = pl.Series(list(ws.specials), dtype=pl.String)
+                _SPLITTER = ws
+    return _SPLITTER
+
+
+def tokenize(texts: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Words of every text, in order: (index of the text of each word, the words).
+
+    Chunks (runs of non-whitespace) are found with one regex pass over the batch; a chunk that is
+    a plain run of letters or of digits is one word. Only the *distinct* other chunks of the batch
+    go through the Python :class:`WordSplitter` (memoized across batches): its rules (special
+    cases, repeated prefix/suffix peeling, URL check, infix cuts) are sequential per chunk and do
+    not map onto one regex.
+    """
+    ws = splitter()
+    chunks = (
+        pl.DataFrame({"t": texts})
+        .with_row_index("doc")
+        .select("doc", pl.col("t").str.extract_all(CHUNK_RE))
+        .explode("t")
+        .drop_nulls("t")
+    )
+    distinct = chunks.get_column("t").unique()
+    hard = distinct.filter(~distinct.str.contains(_SIMPLE_CHUNK_RE) | distinct.is_in(ws.special_keys))
+    if len(hard):
+        table = pl.DataFrame({"t": hard, "w": pl.Series([ws(c) for c in hard.to_list()], dtype=pl.List(pl.String))})
+        words = (
+            chunks.join(table, on="t", how="left", maintain_order="left")
+            .select("doc", pl.coalesce("w", pl.concat_list("t")).alias("w"))
+            .explode("w")
+        )
+    else:
+        words = chunks.rename({"t": "w"})
+    return words.get_column("doc").to_numpy().astype(np.int64), words.get_column("w")
+
+
+class Words:
+    """The words of a batch as flat arrays: ``doc`` (ascending), ``word``, ``length``, ``hash``."""
+
+    def __init__(self, doc: np.ndarray, word: pl.Series, n_docs: int):
+        self.doc, self.word, self.n_docs = doc, word, n_docs
+        self.length = word.str.len_chars().to_numpy().astype(np.int64)
+        self.start = np.searchsorted(doc, np.arange(n_docs + 1))  # words of doc i: start[i]:start[i+1]
+        self._hash = None
+
+    def __len__(self):
+        return len(self.doc)
+
+    @property
+    def hash(self) -> np.ndarray:
+        if self._hash is None:
+            self._hash = self.word.hash(seed=7).to_numpy()
+        return self._hash
+
+    def per_doc(self, mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+        doc = self.doc if mask is None else self.doc[mask]
+        w = None if weights is None else (weights if mask is None else weights[mask])
+        out = np.bincount(doc, weights=w, minlength=self.n_docs)
+        return out if weights is not None else out.astype(np.int64)
+
+
+def sentence_counts(texts: pl.Series) -> np.ndarray:
+    """Sentences per text as spaCy's rule-based sentencizer counts them (blank English pipeline).
+
+    A sentence ends after a word that is a sentence-final character (``.``, ``!``, ``?``...); the
+    next sentence starts at the first following word that is not punctuation. So a text has 1 +
+    (number of words that are not punctuation and follow a sentence end) sentences (0 if empty).
+    """
+    n = len(texts)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    doc, word = tokenize(texts)
+    if len(doc) == 0:
+        return np.zeros(n, dtype=np.int64)
+    final = word.is_in(list(SENTENCE_PUNCTUATION)).to_numpy()
+    punct = word.str.contains(r"^\p{P}+$").to_numpy() | final
+    decisive = final | ~punct  # words that set the state: a sentence end (True) or a plain word (False)
+    idx = np.arange(len(doc))
+    last = np.maximum.accumulate(np.where(decisive, idx, -1))
+    prev = np.concatenate(([-1], last[:-1]))  # the last decisive word before each word
+    prev_ok = prev >= 0
+    prev_ok[prev_ok] &= doc[prev[prev_ok]] == doc[prev_ok]
+    starts = ~punct & prev_ok & final[np.maximum(prev, 0)]
+    n_words = np.bincount(doc, minlength=n)
+    return np.where(n_words > 0, 1 + np.bincount(doc[starts], minlength=n), 0).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ per-batch analysis
+
+LINE_SPLITS = ("splitlines", "newline", "newline_nonblank", "newlines", "paragraphs")
+
+
+class TextStats:
+    """Lazily computed, memoized statistics of one text array (one batch)."""
+
+    def __init__(self, text: pa.Array):
+        self.text = text
+        self.n = len(text)
+        self._memo: dict = {}
+
+    def memo(self, key, fn):
+        """``fn()`` computed once per batch under ``key`` (rule sets add their own views this way)."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            out = self._memo[key] = fn()
+            return out
+
+    @property
+    def series(self) -> pl.Series:
+        return self.memo("series", lambda: pl.from_arrow(self.text).fill_null(""))
+
+    @property
+    def n_chars(self) -> np.ndarray:
+        return self.memo("n_chars", lambda: _np(pc.utf8_length(self.text)))
+
+    def count(self, sub: str) -> np.ndarray:
+        """Non-overlapping occurrences of ``sub`` per document (``str.count``)."""
+        return self.memo(("count", sub), lambda: _np(pc.count_substring(self.text, sub)))
+
+    @property
+    def words(self) -> Words:
+        def make():
+            doc, word = tokenize(self.series)
+            return Words(doc, word, self.n)
+
+        return self.memo("words", make)
+
+    @property
+    def word_counts(self) -> dict[str, np.ndarray]:
+        """Per document: ``words`` (all), ``alpha`` (with a letter), ``non_symbol`` (with a character
+        that is not a symbol) and ``non_symbol_chars`` (their total length)."""
+
+        def make():
+            w = self.words
+            alpha = w.word.str.contains(r"\p{L}").to_numpy()
+            non_symbol = w.word.str.contains(_NON_SYMBOL_RE).to_numpy()
+            return {
+                "words": w.per_doc(),
+                "alpha": w.per_doc(alpha),
+                "non_symbol": w.per_doc(non_symbol),
+                "non_symbol_chars": w.per_doc(non_symbol, w.length.astype(np.float64)).astype(np.int64),
+            }
+
+        return self.memo("word_counts", make)
+
+    def distinct_words_in(self, vocabulary: tuple[str, ...]) -> np.ndarray:
+        """Per document: how many distinct words of ``vocabulary`` occur (case-sensitive)."""
+
+        def make():
+            w = self.words
+            hit = w.word.is_in(list(vocabulary)).to_numpy()
+            if not hit.any():
+                return np.zeros(self.n, dtype=np.int64)
+            pairs = pl.DataFrame({"d": w.doc[hit], "w": w.word.filter(pl.Series(hit))}).unique()
+            return np.bincount(pairs.get_column("d").to_numpy(), minlength=self.n).astype(np.int64)
+
+        return self.memo(("distinct_words_in", vocabulary), make)
+
+    # ---- lines and paragraphs
+
+    def lines(self, how: str) -> tuple[np.ndarray, pl.Series]:
+        """(document index, line) for every line of every document, flat.
+
+        ``splitlines``: ``str.splitlines()``; ``newline``: ``str.split("\\n")``; ``newline_nonblank``:
+        the same without whitespace-only lines; ``newlines``: ``re.split("\\n+")``; ``paragraphs``:
+        ``re.split("\\n{2,}", text.strip())``.
+        """
+        return self.memo(("lines", how), lambda: self._lines(how))
+
+    def _lines(self, how: str):
+        text = self.text
+        if how == "splitlines":
+            parts = pc.split_pattern_regex(text, _ARROW_LINE_BREAKS)
+            # splitlines() yields no empty line after a final line break (and none for "")
+            ends = _np(pc.match_substring_regex(text, "(?:" + _ARROW_LINE_BREAKS + ")$")) | (self.n_chars == 0)
+        elif how in ("newline", "newline_nonblank"):
+            parts, ends = pc.split_pattern(text, "\n"), None
+        elif how == "newlines":
+            parts, ends = pc.split_pattern_regex(text, "\n+"), None
+        elif how == "paragraphs":
+            stripped = self.series.str.strip_chars(WHITESPACE).to_arrow()
+            parts, ends = pc.split_pattern_regex(stripped, "\n{2,}"), None
+        else:
+            raise ValueError(f"unknown line split {how!r}")
+        if isinstance(parts, pa.ChunkedArray):
+            parts = parts.combine_chunks()
+        doc = _np(pc.list_parent_indices(parts)).astype(np.int64)
+        lines = pl.from_arrow(parts.flatten())
+        keep = None
+        if ends is not None and ends.any():
+            offsets = _np(parts.offsets)
+            last = offsets[1:] - 1 - offsets[0]
+            keep = np.ones(len(doc), dtype=bool)
+            keep[last[ends & (offsets[1:] > offsets[:-1])]] = False
+        if how == "newline_nonblank":
+            nonblank = (lines.str.strip_chars(WHITESPACE).str.len_bytes() > 0).to_numpy()
+            keep = nonblank if keep is None else keep & nonblank
+        if keep is not None:
+            doc, lines = doc[keep], lines.filter(pl.Series(keep))
+        return doc, lines
+
+    def duplicates(self, how: str) -> dict[str, np.ndarray]:
+        """Per document, over its lines (see :meth:`lines`): ``units`` (how many), ``dup`` (how many
+        equal an earlier one of the same document) and ``dup_chars`` (their total length)."""
+
+        def make():
+            doc, lines = self.lines(how)
+            first = pl.DataFrame({"d": doc, "l": lines}).select(pl.struct("d", "l").is_first_distinct()).to_series().to_numpy()
+            dup = ~first
+            length = lines.str.len_chars().to_numpy().astype(np.float64)
+            return {
+                "units": np.bincount(doc, minlength=self.n).astype(np.int64),
+                "dup": np.bincount(doc[dup], minlength=self.n).astype(np.int64),
+                "dup_chars": np.bincount(doc[dup], weights=length[dup], minlength=self.n).astype(np.int64),
+            }
+
+        return self.memo(("duplicates", how), make)
+
+    # ---- word n-grams
+
+    def _ngrams(self, n: int):
+        """Rolling hashes of the word n-grams starting at each word position (valid where the n-gram
+        stays inside its document), with their character lengths (words only)."""
+
+        def make():
+            w = self.words
+            m = len(w)
+            if n == 1:
+                return w.hash, np.ones(m, dtype=bool), w.length
+            h, _, _ = self._ngrams(n - 1)
+            g = np.empty(m, dtype=np.uint64)
+            g[: m - n + 1] = h[: m - n + 1] * np.uint64(0x9E3779B97F4A7C15) + w.hash[n - 1 :]
+            g[m - n + 1 :] = 0
+            valid = np.zeros(m, dtype=bool)
+            if m >= n:
+                valid[: m - n + 1] = w.doc[: m - n + 1] == w.doc[n - 1 :]
+            csum = np.concatenate(([0], np.cumsum(w.length)))
+            end = np.minimum(np.arange(m) + n, m)
+            length = csum[end] - csum[:m]
+            # mix in the document so that equal n-grams of different documents differ
+            g = g ^ (w.doc.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+            return g, valid, length
+
+        return self.memo(("ngrams", n), make)
+
+    def top_ngram_chars(self, n: int) -> np.ndarray:
+        """Per document: characters covered by its most frequent word n-gram (n-gram joined with
+        spaces, times its count; the earliest n-gram wins ties); 0 without any n-gram."""
+
+        def make():
+            w = self.words
+            g, valid, length = self._ngrams(n)
+            pos = np.flatnonzero(valid)
+            out = np.zeros(self.n, dtype=np.int64)
+            if not len(pos):
+                return out
+            df = pl.DataFrame({"g": g[pos], "p": pos})
+            rep = df.select(pl.col("g").is_duplicated()).to_series().to_numpy()
+            # documents without a repeated n-gram: their first n-gram, once
+            docs_with = np.unique(w.doc[pos])
+            first_pos = w.start[docs_with]
+            out[docs_with] = length[first_pos] + n - 1
+            if rep.any():
+                agg = (
+                    df.filter(pl.Series(rep))
+                    .group_by("g")
+                    .agg(pl.len().alias("c"), pl.col("p").min())
+                )
+                p = agg.get_column("p").to_numpy()
+                c = agg.get_column("c").to_numpy().astype(np.int64)
+                d = w.doc[p]
+                order = np.lexsort((p, -c, d))  # per document: highest count, then earliest
+                d, p, c = d[order], p[order], c[order]
+                head = np.concatenate(([True], d[1:] != d[:-1]))
+                out[d[head]] = c[head] * (length[p[head]] + n - 1)
+            return out
+
+        return self.memo(("top_ngram", n), make)
+
+    def dup_ngram_chars(self, n: int) -> np.ndarray:
+        """Per document: characters of the words in duplicated n-grams, counted the Gopher way: scan
+        the n-grams left to right; one seen before adds its characters and the scan jumps past it
+        (the n-grams it jumps over are not remembered)."""
+
+        def make():
+            w = self.words
+            g, valid, length = self._ngrams(n)
+            pos = np.flatnonzero(valid)
+            out = np.zeros(self.n, dtype=np.int64)
+            if not len(pos):
+                return out
+            df = pl.DataFrame({"g": g[pos], "p": pos})
+            rep = df.select(pl.col("g").is_duplicated()).to_series().to_numpy()
+            if not rep.any():
+                return out
+            occ = df.filter(pl.Series(rep)).with_columns(f=pl.col("p").min().over("g")).sort("p")
+            p = occ.get_column("p").to_numpy()
+            f = occ.get_column("f").to_numpy()
+            later = p != f
+            p, f = p[later], f[later]
+            # The scan is sequential (a counted duplicate hides the next n-1 positions, which
+            # changes what later positions see), so it runs in Python, but only over the positions
+            # whose n-gram occurred before, which are few outside of repetitive documents.
+            _dup_scan(w.doc[p].tolist(), p.tolist(), f.tolist(), length[p].tolist(), n, out)
+            return out
+
+        return self.memo(("dup_ngram", n), make)
+
+
+def _dup_scan(docs, pos, first, lengths, n, out):
+    cur, skip_until, starts, ends, seen, total = -1, -1, [], [], set(), 0
+    for d, c, f, length in zip(docs, pos, first, lengths):
+        if d != cur:
+            if cur >= 0:
+                out[cur] = total
+            cur, skip_until, starts, ends, seen, total = d, -1, [], [], set(), 0
+        if c < skip_until:
+            continue  # jumped over
+        i = bisect.bisect_right(starts, f) - 1
+        first_jumped = i >= 0 and f < ends[i]
+        if not first_jumped or f in seen:
+            total += length
+            starts.append(c + 1)
+            ends.append(c + n)
+            skip_until = c + n
+        else:
+            seen.add(f)  # its first occurrence was jumped over: this one is new
+    if cur >= 0:
+        out[cur] = total
+
+
+def _np(arr) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.to_numpy(zero_copy_only=False)
+
+
+# ------------------------------------------------------------------------------------ the cache
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def analyze(text) -> TextStats:
+    """The :class:`TextStats` of a text array, shared by every stage that sees the same array.
+
+    Keyed by the array's buffers (addresses, offset, length); the entry holds the array, so the
+    buffers cannot be freed and reused by another batch while it is cached.
+    """
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    key = (str(text.type), text.offset, len(text)) + tuple(b.address if b is not None else 0 for b in text.buffers())
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    stats = TextStats(text)
+    with _LOCK:
+        _CACHE[key] = stats
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return stats
+
+
+# --------------------------------------------------------------------------------- rule helpers
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` as float64, 0 where both are 0 and inf where only ``den`` is."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    out[(den == 0) & (num == 0)] = 0.0
+    return out
+
+
+def column(values: np.ndarray) -> pa.Array:
+    return pa.array(values)
+
+
+def scores_np(scores: dict, name: str) -> np.ndarray:
+    return _np(scores[name])
+
+
+def first_failure(n: int, checks) -> tuple[np.ndarray, np.ndarray]:
+    """(keep mask, reasons) from ``(failed mask or None, reason)`` checks in order: a document
+    takes the reason of the first check it fails."""
+    reasons = np.full(n, None, dtype=object)
+    for bad, why in checks:
+        if bad is not None:
+            reasons[np.asarray(bad, dtype=bool) & (reasons == None)] = why  # noqa: E711
+    return reasons == None, reasons  # noqa: E711
+
+
+def below(values: np.ndarray, threshold) -> np.ndarray | None:
+    """Failed mask of a minimum (None: the check is off)."""
+    return None if threshold is None else values < threshold
+
+
+def above(values: np.ndarray, threshold) -> np.ndarray | None:
+    """Failed mask of a maximum (None: the check is off)."""
+    return None if threshold is None else values > threshold

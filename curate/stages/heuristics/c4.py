@@ -1,0 +1,146 @@
+"""C4 rules (Raffel et al. 2020, "Exploring the Limits of Transfer Learning", section 2.2), with the
+definitions of DataTrove's ``C4QualityFilter`` (line mode, the C4 default).
+
+The C4 rules are of two kinds, and are two stages here because a ``Filter`` keeps or drops whole
+documents and only a ``Mapper`` rewrites text:
+
+* ``c4_lines`` (Mapper) keeps the lines of a document that pass the line rules: each line is
+  stripped and Wikipedia-style citations (``[1]``, ``[edit]``, ``[citation needed]``) are removed;
+  a line is removed if it has a word longer than ``max_word_length`` (1000) characters, does not
+  end in terminal punctuation (``. ? ! " '``; an ellipsis does not count), has fewer than
+  ``min_words_per_line`` (3) words, mentions "javascript", or has cookie/terms-of-use boilerplate.
+  The kept lines are joined with newlines. A document left empty is dropped by the stage machinery
+  as ``empty_after_c4_lines``.
+* ``c4_quality`` (Filter) makes the document-level decisions, on the lines that pass the line rules
+  (the same rules and parameters, computed from the original text, so the decision does not depend
+  on whether ``c4_lines`` ran before): a line with "lorem ipsum" (``c4_lorem_ipsum``) or a curly
+  bracket (``c4_curly_bracket``) drops the document, and so do fewer than ``min_num_sentences`` (5)
+  sentences in the kept lines (``c4_too_few_sentences``; sentences as spaCy's sentencizer splits
+  each line).
+
+DataTrove's ``C4QualityFilter`` is both at once: a recipe with ``c4_quality`` followed by
+``c4_lines`` keeps the same documents with the same text. Score columns of ``c4_quality``:
+``c4_num_sentences``, ``c4_lorem_ipsum_lines``, ``c4_curly_bracket_lines`` (the three decide) and
+``c4_kept_lines`` (informative).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.core.registry import register
+from curate.core.stage import Filter, Mapper
+from curate.schema import TEXT
+from curate.stages.heuristics._text import CHUNK_RE, WHITESPACE, analyze, column, first_failure, scores_np, sentence_counts
+
+CITATION_RE = r"\[\d*\]|\[edit\]|\[citation needed\]"
+END_PUNCTUATION = (".", "?", "!", '"', "'")
+POLICY_SUBSTRINGS = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+
+
+@dataclass(kw_only=True)
+class C4LineRules:
+    """The line rules' parameters, shared by ``c4_lines`` and ``c4_quality``."""
+
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    min_words_per_line: int | None = 3
+    max_word_length: int | None = 1000
+    filter_javascript: bool = True
+    filter_policy: bool = True
+
+    def _line_params(self):
+        return (self.remove_citations, self.filter_no_terminal_punct, self.min_words_per_line, self.max_word_length,
+                self.filter_javascript, self.filter_policy)
+
+    def line_analysis(self, text) -> dict:
+        """Per line of every document (``str.splitlines``): document index, cleaned line, and masks
+        ``candidate`` (passes the punctuation / length / word-count rules: the lines C4 checks for
+        lorem ipsum and curly brackets), ``kept`` (also passes the javascript and policy rules)."""
+        st = analyze(text)
+        return st.memo(("c4_lines",) + self._line_params(), lambda: self._analyze(st))
+
+    def _analyze(self, st) -> dict:
+        doc, raw = st.lines("splitlines")
+        line = raw.str.strip_chars(WHITESPACE)
+        ok = np.ones(len(line), dtype=bool)
+        if self.max_word_length is not None:
+            # only a line longer than the limit can hold a word longer than the limit
+            long = np.flatnonzero((line.str.len_chars() > self.max_word_length).to_numpy())
+            if len(long):
+                longest = (
+                    line.gather(long).str.extract_all(CHUNK_RE).list.eval(pl.element().str.len_chars()).list.max().fill_null(0)
+                )
+                ok[long[(longest > self.max_word_length).to_numpy()]] = False
+        if self.min_words_per_line is not None:
+            ok &= (line.str.count_matches(CHUNK_RE) >= self.min_words_per_line).to_numpy()  # words before citation removal
+        if self.remove_citations:
+            line = line.str.replace_all(CITATION_RE, "")
+        if self.filter_no_terminal_punct:
+            last = line.str.slice(-1)
+            ok &= (last.is_in(list(END_PUNCTUATION)) & ~line.str.ends_with("...")).to_numpy()
+        kept = ok.copy()
+        if self.filter_javascript:
+            kept &= ~line.str.contains("(?i)javascript").to_numpy()
+        if self.filter_policy:
+            kept &= ~line.str.contains("(?i)" + "|".join(POLICY_SUBSTRINGS)).to_numpy()
+        return {"doc": doc, "line": line, "candidate": ok, "kept": kept, "n": st.n}
+
+
+@register
+@dataclass(kw_only=True)
+class C4Lines(C4LineRules, Mapper):
+    """C4 line cleanup: keep the lines that end in punctuation, have 3+ words and no javascript/cookie boilerplate."""
+
+    stage = "c4_lines"
+
+    def map(self, batch):
+        a = self.line_analysis(batch.column(TEXT))
+        kept = a["kept"]
+        counts = np.bincount(a["doc"][kept], minlength=a["n"])
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+        lines = a["line"].filter(pl.Series(kept)).to_arrow()
+        if isinstance(lines, pa.ChunkedArray):
+            lines = lines.combine_chunks()
+        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), lines.cast(pa.string())), "\n")
+        return pl.from_arrow(joined).str.strip_chars(WHITESPACE).to_arrow().cast(batch.column(TEXT).type)
+
+
+@register
+@dataclass(kw_only=True)
+class C4Quality(C4LineRules, Filter):
+    """C4 document rules: lorem ipsum, curly brackets, too few sentences (on the lines that pass C4's line rules)."""
+
+    stage = "c4_quality"
+    reason = "c4_quality"
+    min_num_sentences: int | None = 5
+    filter_lorem_ipsum: bool = True
+    filter_curly_bracket: bool = True
+
+    def score(self, batch):
+        a = self.line_analysis(batch.column(TEXT))
+        doc, line, cand, kept, n = a["doc"], a["line"], a["candidate"], a["kept"], a["n"]
+        lorem = cand & line.str.contains("(?i)lorem ipsum").to_numpy()
+        # the curly bracket check comes after the javascript one: a javascript line is removed first
+        js = line.str.contains("(?i)javascript").to_numpy() if self.filter_javascript else np.zeros(len(cand), dtype=bool)
+        curly = cand & ~js & line.str.contains("{", literal=True).to_numpy()
+        sentences = sentence_counts(line.filter(pl.Series(kept)))
+        return {
+            "c4_num_sentences": column(np.bincount(doc[kept], weights=sentences, minlength=n).astype(np.int64)),
+            "c4_lorem_ipsum_lines": column(np.bincount(doc[lorem], minlength=n).astype(np.int64)),
+            "c4_curly_bracket_lines": column(np.bincount(doc[curly], minlength=n).astype(np.int64)),
+            "c4_kept_lines": column(np.bincount(doc[kept], minlength=n).astype(np.int64)),
+        }
+
+    def filter(self, batch, scores):
+        s = {k: scores_np(scores, k) for k in scores}
+        return first_failure(batch.num_rows, [
+            (s["c4_lorem_ipsum_lines"] > 0 if self.filter_lorem_ipsum else None, "c4_lorem_ipsum"),
+            (s["c4_curly_bracket_lines"] > 0 if self.filter_curly_bracket else None, "c4_curly_bracket"),
+            (s["c4_num_sentences"] < self.min_num_sentences if self.min_num_sentences is not None else None,
+             "c4_too_few_sentences"),
+        ])
