@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from curate import schema as S
 from curate.core import exchange, progress
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, rejected_rows
+from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
 from curate.io.readers import is_local
 from curate.io.writers import join
 
@@ -145,15 +145,8 @@ class _ApplyDrops(beam.DoFn):
             errs = [dict(stage=self.stage, file=None, location=S.batch_key(batch), id=i, reason=self.reason, n_records=1)
                     for i in dropped.column(S.ID).to_pylist()]
             yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(errs), f"{self.stage}-{S.batch_key(batch)}"))
-        elif n_drop:
-            self.counts.dropped(self.reason, n_drop)
-            if self.write_rejected:
-                reasons = np.where(mask, None, self.reason).astype(object)
-                yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(batch, mask, reasons, self.stage), f"{self.stage}-{S.batch_key(batch)}"))
-        kept = S.keep_rows(batch, mask)
-        self.counts.kept.inc(kept.num_rows)
-        if kept.num_rows:
-            yield kept
+            batch, mask = S.keep_rows(batch, mask), np.ones(n - n_drop, dtype=bool)
+        yield from emit_split(batch, mask, self.reason, self.counts, self.stage, self.write_rejected)
 
 
 class KeyDedup(beam.PTransform):

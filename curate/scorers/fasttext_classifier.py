@@ -118,7 +118,12 @@ def check_model_path(path: str, what: str = "model") -> str:
 def load_model(path: str):
     """Load a fastText model once per process (local path, or any Beam filesystem path, copied locally)."""
     with _MODELS_LOCK:
-        model = _MODELS.get(path)
+        local_path = path.removeprefix("file://")
+        key = path
+        if "://" not in local_path and os.path.isfile(local_path):
+            st = os.stat(local_path)
+            key = f"{path}\0{st.st_mtime_ns}\0{st.st_size}"  # a retrained model at the same path is reloaded
+        model = _MODELS.get(key)
         if model is not None:
             return model
         import fasttext
@@ -136,7 +141,7 @@ def load_model(path: str):
             local = tmp
         elif not os.path.isfile(local):
             raise FileNotFoundError(f"fastText model not found: {path}")
-        model = _MODELS[path] = fasttext.load_model(local)
+        model = _MODELS[key] = fasttext.load_model(local)
         return model
 
 

@@ -30,7 +30,7 @@ from curate.core import exchange, progress
 from curate.core.components import ConnectedComponents, both_directions, split_by_partition
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, rejected_rows
+from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
 from curate.io.writers import join
 
 # uid = file (20 bits) | shard (14) | batch (14) | row (16)
@@ -289,16 +289,8 @@ class _Apply(beam.DoFn):
             batch = S.set_column(batch, "dup_cluster_size", pa.array(np.where(size > 0, size, None).tolist(), type=pa.int64()))
             self.counts.flagged("near_duplicate", n_dup)
             keep[:] = True
-        elif n_dup:
-            self.counts.dropped("near_duplicate", n_dup)
-            if self.write_rejected:
-                reasons = np.where(keep, None, "near_duplicate").astype(object)
-                out = S.set_column(batch, "dup_cluster", pa.array(cluster, type=pa.string()))
-                yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(out, keep, reasons, self.stage), f"{self.stage}-{S.batch_key(batch)}"))
-        kept = S.keep_rows(batch, keep)
-        self.counts.kept.inc(kept.num_rows)
-        if kept.num_rows:
-            yield kept
+        with_cluster = S.set_column(batch, "dup_cluster", pa.array(cluster, type=pa.string())) if n_dup and self.write_rejected else None
+        yield from emit_split(batch, keep, "near_duplicate", self.counts, self.stage, self.write_rejected, with_cluster)
 
 
 @register

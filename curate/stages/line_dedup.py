@@ -31,7 +31,7 @@ from curate import schema as S
 from curate.core import exchange, progress
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, rejected_rows
+from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
 from curate.io.writers import join
 
 SEPARATORS = {"line": ("\n", "\n"), "paragraph": (r"\n[ \t\r]*\n", "\n\n")}
@@ -133,16 +133,7 @@ class _Strip(beam.DoFn):
             batch = S.set_column(batch, S.TEXT, pc.binary_join(lists, SEPARATORS[self.cfg.unit][1]))
         chars = pc.utf8_length(pc.utf8_trim_whitespace(batch.column(S.TEXT))).to_numpy(zero_copy_only=False)
         keep = chars >= self.cfg.min_chars
-        n_drop = int((~keep).sum())
-        if n_drop:
-            self.counts.dropped("too_short_after_line_dedup", n_drop)
-            if self.write_rejected:
-                reasons = np.where(keep, None, "too_short_after_line_dedup").astype(object)
-                yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(batch, keep, reasons, self.stage), f"{self.stage}-{S.batch_key(batch)}"))
-        kept = S.keep_rows(batch, keep)
-        self.counts.kept.inc(kept.num_rows)
-        if kept.num_rows:
-            yield kept
+        yield from emit_split(batch, keep, "too_short_after_line_dedup", self.counts, self.stage, self.write_rejected)
 
 
 @register

@@ -24,6 +24,7 @@ computed lazily and cached on it.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import threading
 import unicodedata
@@ -387,7 +388,15 @@ def _special_cases() -> dict[str, tuple[str, ...]]:
 
 _SPLITTER: WordSplitter | None = None
 _LOCK = threading.Lock()
-_SIMPLE_CHUNK_RE = r"^(?:\p{L}+|[0-9]+)$"  # one word as it stands (unless a special case)
+# A chunk that is one word as it stands (unless a special case): letters (with their combining
+# marks), or ASCII digits.
+_SIMPLE_CHUNK_RE = r"^(?:[\p{L}\p{M}]+|[0-9]+)$"
+# A chunk that is such letters with one opening and/or one closing punctuation mark, which are
+# split off as words of their own (a period only after a lower-case or uncased letter).
+_AFFIXED_CHUNK_RE = (
+    r"^([(\[\"'“‘«„¿¡]?)([\p{L}\p{M}]*(?:[\p{L}\p{M}]|[\p{Ll}\p{Lo}\p{Lm}\p{M}](\.)))"
+    r"([)\]}\"'”’»,;:!?…]?)$"
+)
 
 
 def splitter() -> WordSplitter:
@@ -420,16 +429,48 @@ def tokenize(texts: pl.Series) -> tuple[np.ndarray, pl.Series]:
         .drop_nulls("t")
     )
     distinct = chunks.get_column("t").unique()
-    hard = distinct.filter(~distinct.str.contains(_SIMPLE_CHUNK_RE) | distinct.is_in(ws.special_keys))
-    if len(hard):
-        table = pl.DataFrame({"t": hard, "w": pl.Series([ws(c) for c in hard.to_list()], dtype=pl.List(pl.String))})
-        words = (
-            chunks.join(table, on="t", how="left", maintain_order="left")
-            .select("doc", pl.coalesce("w", pl.concat_list("t")).alias("w"))
-            .explode("w")
-        )
-    else:
+    keys = ws.special_keys.implode()
+    other = distinct.filter(~distinct.str.contains(_SIMPLE_CHUNK_RE) | distinct.is_in(keys))
+    if not len(other):
         words = chunks.rename({"t": "w"})
+        return words.get_column("doc").to_numpy().astype(np.int64), words.get_column("w")
+    # punctuation around a plain word: split vectorized
+    parts = other.str.extract_groups(_AFFIXED_CHUNK_RE).struct.unnest()
+    core = parts.get_column("2").str.strip_suffix(".")
+    period = parts.get_column("3").is_not_null()
+    affixed = (
+        parts.get_column("1").is_not_null()
+        & ~other.is_in(keys)
+        & ~parts.get_column("2").is_in(keys)
+        & ~core.is_in(keys)
+        & ~(period & (parts.get_column("4") != ""))
+    ).to_numpy()
+    tables = []
+    if affixed.any():
+        sel = pl.Series(affixed)
+        p = parts.filter(sel).with_columns(b=core.filter(sel), period=period.filter(sel))
+        w = p.select(
+            pl.concat_list("1", "b", pl.when("period").then(pl.lit(".")).otherwise("4"))
+            .list.eval(pl.element().filter(pl.element() != ""))
+        ).to_series()
+        tables.append(pl.DataFrame({"t": other.filter(sel), "w": w}))
+    # everything else: the Python splitter, once per distinct chunk (memoized across batches)
+    hard = other.filter(pl.Series(~affixed)).to_list()
+    if hard:
+        split = [ws(c) for c in hard]
+        offsets = np.zeros(len(split) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, split), dtype=np.int64, count=len(split)), out=offsets[1:])
+        flat = pa.array(list(itertools.chain.from_iterable(split)), type=pa.large_string())
+        tables.append(pl.DataFrame({
+            "t": pl.Series(hard, dtype=pl.String),
+            "w": pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), flat)),
+        }))
+    table = pl.concat(tables) if len(tables) > 1 else tables[0]
+    words = (
+        chunks.join(table, on="t", how="left", maintain_order="left")
+        .select("doc", pl.coalesce("w", pl.concat_list("t")).alias("w"))
+        .explode("w")
+    )
     return words.get_column("doc").to_numpy().astype(np.int64), words.get_column("w")
 
 
@@ -459,29 +500,34 @@ class Words:
 
 
 def sentence_counts(texts: pl.Series) -> np.ndarray:
-    """Sentences per text as spaCy's rule-based sentencizer counts them (blank English pipeline).
+    """Sentences per text as spaCy's rule-based sentencizer counts them (blank English pipeline)."""
+    group, word = tokenize(texts)
+    return count_sentences(group, word, len(texts))
+
+
+def count_sentences(group: np.ndarray, word: pl.Series, n: int) -> np.ndarray:
+    """Sentences per group of words (``group``: ascending group index of each word).
 
     A sentence ends after a word that is a sentence-final character (``.``, ``!``, ``?``...); the
-    next sentence starts at the first following word that is not punctuation. So a text has 1 +
-    (number of words that are not punctuation and follow a sentence end) sentences (0 if empty).
+    next one starts at the first following word that is not punctuation. So a group has 1 + (number
+    of words that are not punctuation and follow a sentence end) sentences (0 without words).
     """
-    n = len(texts)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    doc, word = tokenize(texts)
-    if len(doc) == 0:
+    if len(group) == 0:
         return np.zeros(n, dtype=np.int64)
-    final = word.is_in(list(SENTENCE_PUNCTUATION)).to_numpy()
+    final = word.is_in(_SENTENCE_PUNCTUATION_LIST).to_numpy()
     punct = word.str.contains(r"^\p{P}+$").to_numpy() | final
     decisive = final | ~punct  # words that set the state: a sentence end (True) or a plain word (False)
-    idx = np.arange(len(doc))
+    idx = np.arange(len(group))
     last = np.maximum.accumulate(np.where(decisive, idx, -1))
     prev = np.concatenate(([-1], last[:-1]))  # the last decisive word before each word
     prev_ok = prev >= 0
-    prev_ok[prev_ok] &= doc[prev[prev_ok]] == doc[prev_ok]
+    prev_ok[prev_ok] = group[prev[prev_ok]] == group[prev_ok]
     starts = ~punct & prev_ok & final[np.maximum(prev, 0)]
-    n_words = np.bincount(doc, minlength=n)
-    return np.where(n_words > 0, 1 + np.bincount(doc[starts], minlength=n), 0).astype(np.int64)
+    n_words = np.bincount(group, minlength=n)
+    return np.where(n_words > 0, 1 + np.bincount(group[starts], minlength=n), 0).astype(np.int64)
+
+
+_SENTENCE_PUNCTUATION_LIST = pl.Series(list(SENTENCE_PUNCTUATION)).implode()
 
 
 # ------------------------------------------------------------------------------ per-batch analysis
@@ -518,10 +564,16 @@ class TextStats:
         return self.memo(("count", sub), lambda: _np(pc.count_substring(self.text, sub)))
 
     @property
+    def line_words(self) -> tuple[np.ndarray, pl.Series]:
+        """(index into ``lines("splitlines")`` of each word, the words): the words of every line.
+        Line breaks are whitespace, so a document's words are its lines' words, in order."""
+        return self.memo("line_words", lambda: tokenize(self.lines("splitlines")[1]))
+
+    @property
     def words(self) -> Words:
         def make():
-            doc, word = tokenize(self.series)
-            return Words(doc, word, self.n)
+            line, word = self.line_words
+            return Words(self.lines("splitlines")[0][line], word, self.n)
 
         return self.memo("words", make)
 
@@ -618,61 +670,60 @@ class TextStats:
 
     # ---- word n-grams
 
-    def _ngrams(self, n: int):
-        """Rolling hashes of the word n-grams starting at each word position (valid where the n-gram
-        stays inside its document), with their character lengths (words only)."""
+    def _repeated(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Word positions (ascending) where an n-gram starts that occurs at least twice in its
+        document, with the n-gram keys (64-bit rolling hashes of the words, salted with the
+        document). A repeated n-gram is a repeated (n-1)-gram followed by another repeated
+        (n-1)-gram, so each size only hashes the previous size's survivors."""
 
         def make():
             w = self.words
             m = len(w)
             if n == 1:
-                return w.hash, np.ones(m, dtype=bool), w.length
-            h, _, _ = self._ngrams(n - 1)
-            g = np.empty(m, dtype=np.uint64)
-            g[: m - n + 1] = h[: m - n + 1] * np.uint64(0x9E3779B97F4A7C15) + w.hash[n - 1 :]
-            g[m - n + 1 :] = 0
-            valid = np.zeros(m, dtype=bool)
-            if m >= n:
-                valid[: m - n + 1] = w.doc[: m - n + 1] == w.doc[n - 1 :]
-            csum = np.concatenate(([0], np.cumsum(w.length)))
-            end = np.minimum(np.arange(m) + n, m)
-            length = csum[end] - csum[:m]
-            # mix in the document so that equal n-grams of different documents differ
-            g = g ^ (w.doc.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-            return g, valid, length
+                pos = np.arange(m)
+                key = w.hash ^ (w.doc.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+            else:
+                prev, prev_key = self._repeated(n - 1)
+                follows = np.zeros(m + 1, dtype=bool)
+                follows[prev] = True
+                ok = follows[prev + 1] & (prev + n - 1 < m)
+                ok[ok] = w.doc[prev[ok] + n - 1] == w.doc[prev[ok]]
+                pos = prev[ok]
+                key = prev_key[ok] * np.uint64(0x9E3779B97F4A7C15) + w.hash[pos + n - 1]
+            if not len(pos):
+                return pos, key
+            rep = pl.Series(key, dtype=pl.UInt64).is_duplicated().to_numpy()
+            return pos[rep], key[rep]
 
-        return self.memo(("ngrams", n), make)
+        return self.memo(("repeated", n), make)
+
+    def _ngram_chars(self, pos: np.ndarray, n: int) -> np.ndarray:
+        """Characters of the words of the n-grams starting at ``pos`` (spaces not counted)."""
+        csum = self.memo("word_csum", lambda: np.concatenate(([0], np.cumsum(self.words.length))))
+        return csum[pos + n] - csum[pos]
 
     def top_ngram_chars(self, n: int) -> np.ndarray:
-        """Per document: characters covered by its most frequent word n-gram (n-gram joined with
+        """Per document: characters covered by its most frequent word n-gram (the n-gram joined with
         spaces, times its count; the earliest n-gram wins ties); 0 without any n-gram."""
 
         def make():
             w = self.words
-            g, valid, length = self._ngrams(n)
-            pos = np.flatnonzero(valid)
             out = np.zeros(self.n, dtype=np.int64)
-            if not len(pos):
+            has = np.flatnonzero(np.diff(w.start) >= n)
+            if not len(has):
                 return out
-            df = pl.DataFrame({"g": g[pos], "p": pos})
-            rep = df.select(pl.col("g").is_duplicated()).to_series().to_numpy()
-            # documents without a repeated n-gram: their first n-gram, once
-            docs_with = np.unique(w.doc[pos])
-            first_pos = w.start[docs_with]
-            out[docs_with] = length[first_pos] + n - 1
-            if rep.any():
-                agg = (
-                    df.filter(pl.Series(rep))
-                    .group_by("g")
-                    .agg(pl.len().alias("c"), pl.col("p").min())
-                )
+            first = w.start[has]  # without a repeated n-gram: the document's first n-gram, once
+            out[has] = self._ngram_chars(first, n) + n - 1
+            pos, key = self._repeated(n)
+            if len(pos):
+                agg = pl.DataFrame({"k": key, "p": pos}).group_by("k").agg(pl.len().alias("c"), pl.col("p").min())
                 p = agg.get_column("p").to_numpy()
                 c = agg.get_column("c").to_numpy().astype(np.int64)
                 d = w.doc[p]
                 order = np.lexsort((p, -c, d))  # per document: highest count, then earliest
                 d, p, c = d[order], p[order], c[order]
                 head = np.concatenate(([True], d[1:] != d[:-1]))
-                out[d[head]] = c[head] * (length[p[head]] + n - 1)
+                out[d[head]] = c[head] * (self._ngram_chars(p[head], n) + n - 1)
             return out
 
         return self.memo(("top_ngram", n), make)
@@ -683,25 +734,17 @@ class TextStats:
         (the n-grams it jumps over are not remembered)."""
 
         def make():
-            w = self.words
-            g, valid, length = self._ngrams(n)
-            pos = np.flatnonzero(valid)
             out = np.zeros(self.n, dtype=np.int64)
+            pos, key = self._repeated(n)
             if not len(pos):
                 return out
-            df = pl.DataFrame({"g": g[pos], "p": pos})
-            rep = df.select(pl.col("g").is_duplicated()).to_series().to_numpy()
-            if not rep.any():
-                return out
-            occ = df.filter(pl.Series(rep)).with_columns(f=pl.col("p").min().over("g")).sort("p")
-            p = occ.get_column("p").to_numpy()
-            f = occ.get_column("f").to_numpy()
-            later = p != f
-            p, f = p[later], f[later]
+            f = pl.DataFrame({"k": key, "p": pos}).select(pl.col("p").min().over("k")).to_series().to_numpy()
+            later = pos != f
+            p, f = pos[later], f[later]
             # The scan is sequential (a counted duplicate hides the next n-1 positions, which
             # changes what later positions see), so it runs in Python, but only over the positions
             # whose n-gram occurred before, which are few outside of repetitive documents.
-            _dup_scan(w.doc[p].tolist(), p.tolist(), f.tolist(), length[p].tolist(), n, out)
+            _dup_scan(self.words.doc[p].tolist(), p.tolist(), f.tolist(), self._ngram_chars(p, n).tolist(), n, out)
             return out
 
         return self.memo(("dup_ngram", n), make)

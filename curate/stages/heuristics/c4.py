@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from curate.core.registry import register
 from curate.core.stage import Filter, Mapper
 from curate.schema import TEXT
-from curate.stages.heuristics._text import CHUNK_RE, WHITESPACE, analyze, column, first_failure, scores_np, sentence_counts
+from curate.stages.heuristics._text import CHUNK_RE, WHITESPACE, analyze, column, count_sentences, first_failure, scores_np, sentence_counts
 
 CITATION_RE = r"\[\d*\]|\[edit\]|\[citation needed\]"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -78,7 +78,9 @@ class C4LineRules:
                 ok[long[(longest > self.max_word_length).to_numpy()]] = False
         if self.min_words_per_line is not None:
             ok &= (line.str.count_matches(CHUNK_RE) >= self.min_words_per_line).to_numpy()  # words before citation removal
+        cited = np.zeros(len(line), dtype=bool)
         if self.remove_citations:
+            cited = line.str.contains(CITATION_RE).to_numpy()
             line = line.str.replace_all(CITATION_RE, "")
         if self.filter_no_terminal_punct:
             last = line.str.slice(-1)
@@ -88,7 +90,22 @@ class C4LineRules:
             kept &= ~line.str.contains("(?i)javascript").to_numpy()
         if self.filter_policy:
             kept &= ~line.str.contains("(?i)" + "|".join(POLICY_SUBSTRINGS)).to_numpy()
-        return {"doc": doc, "line": line, "candidate": ok, "kept": kept, "n": st.n}
+        return {"doc": doc, "line": line, "candidate": ok, "kept": kept, "cited": cited, "n": st.n, "stats": st}
+
+    def sentences(self, a: dict) -> np.ndarray:
+        """Sentences per line (0 for the lines not kept)."""
+        kept, cited = a["kept"], a["cited"]
+        out = np.zeros(len(kept), dtype=np.int64)
+        # a line's words do not change when it is stripped: reuse the batch's words of the lines
+        # that lost no citation, tokenize the others again
+        line_of_word, words = a["stats"].line_words
+        take = (kept & ~cited)[line_of_word]
+        group = line_of_word[take]
+        out += count_sentences(group, words.filter(pl.Series(take)), len(kept))
+        redo = np.flatnonzero(kept & cited)
+        if len(redo):
+            out[redo] = sentence_counts(a["line"].gather(redo))
+        return out
 
 
 @register
@@ -128,9 +145,9 @@ class C4Quality(C4LineRules, Filter):
         # the curly bracket check comes after the javascript one: a javascript line is removed first
         js = line.str.contains("(?i)javascript").to_numpy() if self.filter_javascript else np.zeros(len(cand), dtype=bool)
         curly = cand & ~js & line.str.contains("{", literal=True).to_numpy()
-        sentences = sentence_counts(line.filter(pl.Series(kept)))
+        sentences = self.sentences(a)
         return {
-            "c4_num_sentences": column(np.bincount(doc[kept], weights=sentences, minlength=n).astype(np.int64)),
+            "c4_num_sentences": column(np.bincount(doc, weights=sentences, minlength=n).astype(np.int64)),
             "c4_lorem_ipsum_lines": column(np.bincount(doc[lorem], minlength=n).astype(np.int64)),
             "c4_curly_bracket_lines": column(np.bincount(doc[curly], minlength=n).astype(np.int64)),
             "c4_kept_lines": column(np.bincount(doc[kept], minlength=n).astype(np.int64)),
