@@ -48,7 +48,7 @@ from curate import schema as S
 from curate.core import progress
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, Filter, Scorer, apply_isolating_errors, concat, rejected_rows
+from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, Filter, Scorer, apply_isolating_errors, concat, emit_split
 from curate.io.writers import join
 
 POS, NEG = "__label__pos", "__label__neg"
@@ -337,15 +337,7 @@ class _Select(beam.DoFn):
             self.counts.kept.inc(n)
             yield batch
             return
-        if n_drop:
-            self.counts.dropped(QualitySelect.reason, n_drop)
-            if self.write_rejected:
-                yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(batch, keep, reasons, self.stage),
-                                                                    f"{self.stage}-{S.batch_key(batch)}"))
-        kept = S.keep_rows(batch, keep)
-        self.counts.kept.inc(kept.num_rows)
-        if kept.num_rows:
-            yield kept
+        yield from emit_split(batch, keep, QualitySelect.reason, self.counts, self.stage, self.write_rejected)
 
 
 @register
