@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from curate.core.registry import register
 from curate.core.stage import Filter, Mapper
 from curate.schema import TEXT
-from curate.stages.heuristics._text import CHUNK_RE, WHITESPACE, analyze, column, count_sentences, first_failure, scores_np, sentence_counts
+from curate.stages.heuristics._text import CHUNK_RE, WHITESPACE, analyze_batch, column, count_sentences, first_failure, scores_np, sentence_counts
 
 CITATION_RE = r"\[\d*\]|\[edit\]|\[citation needed\]"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -57,11 +57,11 @@ class C4LineRules:
         return (self.remove_citations, self.filter_no_terminal_punct, self.min_words_per_line, self.max_word_length,
                 self.filter_javascript, self.filter_policy)
 
-    def line_analysis(self, text) -> dict:
+    def line_analysis(self, batch) -> dict:
         """Per line of every document (``str.splitlines``): document index, cleaned line, and masks
         ``candidate`` (passes the punctuation / length / word-count rules: the lines C4 checks for
         lorem ipsum and curly brackets), ``kept`` (also passes the javascript and policy rules)."""
-        st = analyze(text)
+        st = analyze_batch(batch)
         return st.memo(("c4_lines",) + self._line_params(), lambda: self._analyze(st))
 
     def _analyze(self, st) -> dict:
@@ -84,24 +84,22 @@ class C4LineRules:
             line = line.str.replace_all(CITATION_RE, "")
         if self.filter_no_terminal_punct:
             last = line.str.slice(-1)
-            ok &= (last.is_in(list(END_PUNCTUATION)) & ~line.str.ends_with("...")).to_numpy()
+            ok &= (last.is_in(pl.Series(list(END_PUNCTUATION)).implode()) & ~line.str.ends_with("...")).to_numpy()
         kept = ok.copy()
         if self.filter_javascript:
             kept &= ~line.str.contains("(?i)javascript").to_numpy()
         if self.filter_policy:
             kept &= ~line.str.contains("(?i)" + "|".join(POLICY_SUBSTRINGS)).to_numpy()
-        return {"doc": doc, "line": line, "candidate": ok, "kept": kept, "cited": cited, "n": st.n, "stats": st}
+        return {"doc": doc, "line": line, "candidate": ok, "kept": kept, "cited": cited, "n": st.n}
 
-    def sentences(self, a: dict) -> np.ndarray:
+    def sentences(self, batch, a: dict) -> np.ndarray:
         """Sentences per line (0 for the lines not kept)."""
         kept, cited = a["kept"], a["cited"]
         out = np.zeros(len(kept), dtype=np.int64)
         # a line's words do not change when it is stripped: reuse the batch's words of the lines
         # that lost no citation, tokenize the others again
-        line_of_word, words = a["stats"].line_words
-        take = (kept & ~cited)[line_of_word]
-        group = line_of_word[take]
-        out += count_sentences(group, words.filter(pl.Series(take)), len(kept))
+        line_words = analyze_batch(batch).line_words
+        out += count_sentences(line_words, (kept & ~cited)[line_words.group])
         redo = np.flatnonzero(kept & cited)
         if len(redo):
             out[redo] = sentence_counts(a["line"].gather(redo))
@@ -116,15 +114,16 @@ class C4Lines(C4LineRules, Mapper):
     stage = "c4_lines"
 
     def map(self, batch):
-        a = self.line_analysis(batch.column(TEXT))
+        a = self.line_analysis(batch)
         kept = a["kept"]
         counts = np.bincount(a["doc"][kept], minlength=a["n"])
-        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         lines = a["line"].filter(pl.Series(kept)).to_arrow()
         if isinstance(lines, pa.ChunkedArray):
             lines = lines.combine_chunks()
-        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), lines.cast(pa.string())), "\n")
-        return pl.from_arrow(joined).str.strip_chars(WHITESPACE).to_arrow().cast(batch.column(TEXT).type)
+        joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets), lines.cast(pa.large_string())), pa.scalar("\n", pa.large_string()))
+        out = pl.from_arrow(joined).str.strip_chars(WHITESPACE).to_arrow()
+        return (out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out).cast(batch.column(TEXT).type)
 
 
 @register
@@ -139,13 +138,13 @@ class C4Quality(C4LineRules, Filter):
     filter_curly_bracket: bool = True
 
     def score(self, batch):
-        a = self.line_analysis(batch.column(TEXT))
+        a = self.line_analysis(batch)
         doc, line, cand, kept, n = a["doc"], a["line"], a["candidate"], a["kept"], a["n"]
         lorem = cand & line.str.contains("(?i)lorem ipsum").to_numpy()
         # the curly bracket check comes after the javascript one: a javascript line is removed first
         js = line.str.contains("(?i)javascript").to_numpy() if self.filter_javascript else np.zeros(len(cand), dtype=bool)
         curly = cand & ~js & line.str.contains("{", literal=True).to_numpy()
-        sentences = self.sentences(a)
+        sentences = self.sentences(batch, a)
         return {
             "c4_num_sentences": column(np.bincount(doc, weights=sentences, minlength=n).astype(np.int64)),
             "c4_lorem_ipsum_lines": column(np.bincount(doc[lorem], minlength=n).astype(np.int64)),

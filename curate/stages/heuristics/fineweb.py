@@ -23,11 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.schema import TEXT
-from curate.stages.heuristics._text import TERMINAL_PUNCTUATION, above, analyze, column, first_failure, ratio, scores_np
+from curate.stages.heuristics._text import TERMINAL_PUNCTUATION, above, analyze_batch, column, first_failure, ratio, scores_np
 
 
 @register
@@ -39,17 +39,18 @@ class FineWebQuality(Filter):
     reason = "fineweb_quality"
     line_punct_thr: float | None = 0.12
     line_punct_exclude_zero: bool = False
-    stop_chars: str = TERMINAL_PUNCTUATION
+    stop_chars: str | None = None  # the characters that end a line "with punctuation"; null: the Unicode sentence terminals
     short_line_thr: float | None = 0.67
     short_line_length: int = 30
     char_duplicates_ratio: float | None = 0.01
     new_line_ratio: float | None = 0.3
 
     def score(self, batch):
-        st = analyze(batch.column(TEXT))
+        st = analyze_batch(batch)
         doc, lines = st.lines("newline_nonblank")
         n_lines = np.bincount(doc, minlength=st.n)
-        punct = lines.str.slice(-1).is_in(list(self.stop_chars)).to_numpy()
+        stop = TERMINAL_PUNCTUATION if self.stop_chars is None else self.stop_chars
+        punct = lines.str.slice(-1).is_in(pl.Series(list(stop), dtype=pl.String).implode()).to_numpy()
         short = (lines.str.len_chars() <= self.short_line_length).to_numpy()
         newlines = st.count("\n")
         dup = st.duplicates("newline_nonblank")

@@ -31,8 +31,7 @@ import numpy as np
 
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.schema import TEXT
-from curate.stages.heuristics._text import WHITESPACE, above, analyze, below, column, first_failure, ratio, scores_np
+from curate.stages.heuristics._text import WHITESPACE, above, analyze_batch, below, column, first_failure, ratio, scores_np
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
@@ -56,7 +55,7 @@ class GopherQuality(Filter):
     stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS))
 
     def score(self, batch):
-        st = analyze(batch.column(TEXT))
+        st = analyze_batch(batch)
         wc = st.word_counts
         tokens = wc["words"]
         line_doc, lines = st.lines("splitlines")

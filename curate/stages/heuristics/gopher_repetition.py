@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.schema import TEXT
-from curate.stages.heuristics._text import above, analyze, column, first_failure, ratio, scores_np
+from curate.stages.heuristics._text import above, analyze_batch, column, first_failure, ratio, scores_np
 
 TOP_NGRAMS = {2: 0.20, 3: 0.18, 4: 0.16}
 DUP_NGRAMS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
@@ -57,7 +56,7 @@ class GopherRepetition(Filter):
                 raise ValueError(f"{name}: n-gram sizes must be >= 1, got {bad}")
 
     def score(self, batch):
-        st = analyze(batch.column(TEXT))
+        st = analyze_batch(batch)
         chars = st.n_chars
         para, line = st.duplicates("paragraphs"), st.duplicates("newlines")
         out = {
