@@ -19,7 +19,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "toxicity", "davidson-tweets-train.csv")
 
-from curate.scorers.fasttext_classifier import load_labeled, train_classifier  # noqa: E402
+from curate.scorers.train import load_labeled, train_classifier  # noqa: E402
 
 
 def main() -> int:

@@ -78,7 +78,7 @@ def cmd_inspect(args, beam_args) -> int:
 
 
 def cmd_train_scorer(args, beam_args) -> int:
-    from curate.scorers.fasttext_classifier import run_train_scorer
+    from curate.scorers.train import run_train_scorer
 
     return run_train_scorer(args)
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "Train from a labeled table (--data FILE --text-column C --label-column L --positive VALUES) or from two "
         "corpora (--positive-data/--negative-data); prints held-out accuracy and ROC AUC."))
     try:
-        from curate.scorers.fasttext_classifier import add_train_scorer_arguments
+        from curate.scorers.train import add_train_scorer_arguments
 
         add_train_scorer_arguments(p)
     except ImportError:

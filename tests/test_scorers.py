@@ -11,6 +11,7 @@ from curate import schema as S
 from curate.core.recipe import RecipeError, parse_recipe
 from curate.core.stage import apply_rule
 from curate.scorers import fasttext_classifier as ftc
+from curate.scorers import train as tr
 from curate.scorers.pii import PiiRedact, redact
 from curate.scorers.toxic_words import ToxicWords
 
@@ -45,7 +46,7 @@ def synthetic(n: int, seed: int):
 def tox_model(tmp_path_factory):
     texts, labels = synthetic(400, 0)
     path = str(tmp_path_factory.mktemp("models") / "tox.bin")
-    metrics = ftc.train_classifier(texts, labels, path, seed=3, valid_fraction=0.2, **SMALL)
+    metrics = tr.train_classifier(texts, labels, path, seed=3, valid_fraction=0.2, **SMALL)
     return path, metrics
 
 
@@ -63,9 +64,9 @@ def test_roc_auc_matches_pairwise_definition_with_ties():
     s = np.round(rng.random(300) + y * 0.3, 1)  # coarse scores: many ties
     pos, neg = s[y], s[~y]
     pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
-    assert ftc.roc_auc(y, s) == pytest.approx(pairwise)
-    assert ftc.roc_auc([True, False], [0.9, 0.1]) == 1.0 and ftc.roc_auc([True, False], [0.1, 0.9]) == 0.0
-    assert ftc.roc_auc([True, True], [0.1, 0.9]) is None
+    assert tr.roc_auc(y, s) == pytest.approx(pairwise)
+    assert tr.roc_auc([True, False], [0.9, 0.1]) == 1.0 and tr.roc_auc([True, False], [0.1, 0.9]) == 0.0
+    assert tr.roc_auc([True, True], [0.1, 0.9]) is None
 
 
 def test_train_classifier_holds_out_a_stratified_split_and_measures_it(tox_model):
@@ -76,7 +77,7 @@ def test_train_classifier_holds_out_a_stratified_split_and_measures_it(tox_model
     p = ftc.predict_positive(model, ftc.preprocess(["Shut up you worthless MORON!", "We visited the museum; lovely."]).to_pylist())
     assert p[0] > 0.8 and p[1] < 0.2
     with pytest.raises(ValueError, match="both classes"):
-        ftc.train_classifier(["a b", "c d"], [True, True], path + ".x")
+        tr.train_classifier(["a b", "c d"], [True, True], path + ".x")
 
 
 def test_preprocess_is_shared_and_normalizes():
@@ -85,7 +86,7 @@ def test_preprocess_is_shared_and_normalizes():
 
 
 def _train_args(**kw):
-    parser = ftc.add_train_scorer_arguments(argparse.ArgumentParser())
+    parser = tr.add_train_scorer_arguments(argparse.ArgumentParser())
     argv = []
     for k, v in kw.items():
         if k == "kind":
@@ -102,7 +103,7 @@ def test_train_scorer_command_from_a_labeled_csv_and_from_two_corpora(tmp_path, 
     model = tmp_path / "out" / "tox.bin"
     args = _train_args(kind="toxicity", data=str(tmp_path / "t.csv"), text_column="tweet", label_column="label",
                        positive="hate,Offensive", output=str(model), epoch=25, lr=0.5, dim=16, bucket=20000, threads=1)
-    assert ftc.run_train_scorer(args) == 0
+    assert tr.run_train_scorer(args) == 0
     printed = capsys.readouterr().out
     assert "held-out accuracy" in printed and "ROC AUC" in printed
     side = json.loads((tmp_path / "out" / "tox.bin.json").read_text())
@@ -119,13 +120,13 @@ def test_train_scorer_command_from_a_labeled_csv_and_from_two_corpora(tmp_path, 
         f"kind: quality\npositive_data: [{{path: '{tmp_path}/pos*.jsonl.gz', text_column: body}}]\n"
         f"negative_data: [{{path: '{tmp_path}/neg.txt', txt_unit: line}}]\noutput: {tmp_path}/q.bin\n"
         "epoch: 25\nlr: 0.5\ndim: 16\nbucket: 20000\nthreads: 1\n")
-    assert ftc.run_train_scorer(_train_args(recipe=str(tmp_path / "r.yaml"))) == 0
+    assert tr.run_train_scorer(_train_args(recipe=str(tmp_path / "r.yaml"))) == 0
     m = json.loads((tmp_path / "q.bin.json").read_text())["metrics"]
     assert m["n_train"] + m["n_valid"] == 200 and m["auc"] > 0.9
 
     # configuration errors are reported, not raised
-    assert ftc.run_train_scorer(_train_args(kind="toxicity", data=str(tmp_path / "t.csv"), text_column="tweet")) == 2
-    assert ftc.run_train_scorer(_train_args(kind="toxicity", data=str(tmp_path / "missing.csv"), positive="x")) == 2
+    assert tr.run_train_scorer(_train_args(kind="toxicity", data=str(tmp_path / "t.csv"), text_column="tweet")) == 2
+    assert tr.run_train_scorer(_train_args(kind="toxicity", data=str(tmp_path / "missing.csv"), positive="x")) == 2
     assert "no such file" in capsys.readouterr().err
 
 
@@ -134,13 +135,13 @@ def test_load_labeled_parquet_where_and_limit(tmp_path):
 
     pq.write_table(pa.table({"t": ["a a", "b b", "c c", "d d", None], "y": [1, 0, 1, 0, 1], "q": [0.9, 0.2, 0.5, 0.95, 1.0]}),
                    tmp_path / "x.parquet")
-    texts, labels = ftc.load_labeled(str(tmp_path / "x.parquet"), "t", "y", "1")
+    texts, labels = tr.load_labeled(str(tmp_path / "x.parquet"), "t", "y", "1")
     assert texts == ["a a", "b b", "c c", "d d"] and labels == [True, False, True, False]
-    texts, _ = ftc.load_labeled(str(tmp_path / "x.parquet"), "t", "y", [1], where={"q": {"min": 0.8}})
+    texts, _ = tr.load_labeled(str(tmp_path / "x.parquet"), "t", "y", [1], where={"q": {"min": 0.8}})
     assert texts == ["a a", "d d"]
-    assert len(ftc.load_corpus({"path": str(tmp_path / "*.parquet"), "text_column": "t", "limit": 2})) == 2
+    assert len(tr.load_corpus({"path": str(tmp_path / "*.parquet"), "text_column": "t", "limit": 2})) == 2
     with pytest.raises(ValueError, match="no column 'nope'"):
-        ftc.load_labeled(str(tmp_path / "x.parquet"), "nope", "y", "1")
+        tr.load_labeled(str(tmp_path / "x.parquet"), "nope", "y", "1")
 
 
 # ------------------------------------------------------------------------------ classifier stages

@@ -1,7 +1,7 @@
 """Model scorers (fastText quality/toxicity classifiers) and their training. Each module registers its stages.
 
-* ``fasttext_classifier``: ``quality_classifier``, ``toxicity_classifier``, ``quality_select``, and
-  the training behind ``curate train-scorer``.
+* ``fasttext_classifier``: ``quality_classifier``, ``toxicity_classifier``, ``quality_select``.
+* ``train``: training the classifiers (``curate train-scorer``); imported only when used.
 * ``toxic_words``: ``toxic_words`` (word and phrase lists).
 * ``pii``: ``pii_redact`` (e-mail and IP addresses).
 """
