@@ -250,7 +250,7 @@ def speed(min_mb: float, only: str | None = None):
     n = r["sig-curate"]["docs"]
     if only == "e2e":
         n = None
-    print(f"signatures (5-gram shingling + 128 hashes, one core):")
+    print("signatures (5-gram shingling + 128 hashes, one core):")
     for k in ("sig-curate", "sig-datasketch"):
         if n is None or k not in r:
             continue

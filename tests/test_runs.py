@@ -49,8 +49,8 @@ def read_output_file(f):
 def test_same_result_twice_and_with_two_workers(tmp_path, run):
     _corpus(tmp_path)
     r1 = run(_recipe(tmp_path, tmp_path / "o1"))
-    r2 = run(_recipe(tmp_path, tmp_path / "o2"))
-    r3 = run(_recipe(tmp_path, tmp_path / "o3"), workers=2)
+    run(_recipe(tmp_path, tmp_path / "o2"))
+    run(_recipe(tmp_path, tmp_path / "o3"), workers=2)
     assert r1.stats["exact_dedup"].n_dropped > 0 and r1.stats["sample"].n_dropped > 0
     d1 = _digest(tmp_path / "o1")
     assert d1 == _digest(tmp_path / "o2") == _digest(tmp_path / "o3")

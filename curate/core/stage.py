@@ -183,6 +183,15 @@ def apply_isolating_errors(rule: Rule, batch: pa.RecordBatch, stage: str):
         return lp + rp, le + re_
 
 
+def apply_routing_errors(rule: Rule, batch: pa.RecordBatch, stage: str, counts: "Counts"):
+    """``apply_isolating_errors`` plus counting: (good parts, TaggedOutput of error records or None)."""
+    parts, errors = apply_isolating_errors(rule, batch, stage)
+    if not errors:
+        return parts, None
+    counts.errors.inc(sum(e["n_records"] for e in errors))
+    return parts, beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(errors), f"{stage}-{S.batch_key(batch)}"))
+
+
 def concat(batches: list[pa.RecordBatch], key: str) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
@@ -230,10 +239,9 @@ class ApplyRule(beam.DoFn):
         key = S.batch_key(batch)
         n = batch.num_rows
         self.counts.n_in.inc(n)
-        parts, errors = apply_isolating_errors(self.rule, batch, self.stage)
-        if errors:
-            self.counts.errors.inc(sum(e["n_records"] for e in errors))
-            yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(errors), f"{self.stage}-{key}"))
+        parts, errors = apply_routing_errors(self.rule, batch, self.stage, self.counts)
+        if errors is not None:
+            yield errors
         if not parts:
             return
         out = concat([p[0] for p in parts], key)

@@ -13,8 +13,6 @@ counted in the ledger and never silently lost.
 """
 from __future__ import annotations
 
-import gzip
-import io
 import os
 import zlib
 from dataclasses import dataclass, field

@@ -40,7 +40,7 @@ from curate import schema as S
 from curate.core import progress
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, Filter, Scorer, apply_isolating_errors, concat, emit_split
+from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, Filter, Scorer, apply_routing_errors, concat, emit_split
 from curate.io.writers import join
 
 POS, NEG = "__label__pos", "__label__neg"
@@ -279,10 +279,9 @@ class _ScoreAndCount(beam.DoFn):
         cfg, key = self.cfg, S.batch_key(batch)
         self.counts.n_in.inc(batch.num_rows)
         if self.rule is not None:
-            parts, errors = apply_isolating_errors(self.rule, batch, self.stage)
-            if errors:
-                self.counts.errors.inc(sum(e["n_records"] for e in errors))
-                yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(errors), f"{self.stage}-{key}"))
+            parts, errors = apply_routing_errors(self.rule, batch, self.stage, self.counts)
+            if errors is not None:
+                yield errors
             if not parts:
                 return
             batch = concat([p[0] for p in parts], key)
