@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -54,10 +56,49 @@ def build_stage(obj, ctx: StageContext):
     return obj.build(ctx)
 
 
-def all_stages() -> dict[str, type]:
-    import curate.stages  # noqa: F401  (registers the built-in stages)
+# built-in stage -> module that registers it; imported on first use, so a run loads only what its
+# recipe needs (the heuristics pull in polars, the classifiers fastText)
+MODULES = {
+    "exact_dedup": "curate.stages.exact_dedup",
+    "url_dedup": "curate.stages.url_dedup",
+    "fuzzy_dedup": "curate.stages.fuzzy_dedup",
+    "line_dedup": "curate.stages.line_dedup",
+    "lang_id": "curate.stages.lang_id",
+    "length_filter": "curate.stages.length",
+    "sample": "curate.stages.sample",
+    "gopher_quality": "curate.stages.heuristics.gopher_quality",
+    "gopher_repetition": "curate.stages.heuristics.gopher_repetition",
+    "c4_quality": "curate.stages.heuristics.c4",
+    "c4_lines": "curate.stages.heuristics.c4",
+    "fineweb_quality": "curate.stages.heuristics.fineweb",
+    "quality_classifier": "curate.scorers.fasttext_classifier",
+    "toxicity_classifier": "curate.scorers.fasttext_classifier",
+    "quality_select": "curate.scorers.fasttext_classifier",
+    "toxic_words": "curate.scorers.toxic_words",
+    "pii_redact": "curate.scorers.pii",
+}
 
-    return STAGES
+
+class _Registry(Mapping):
+    """Stage name -> class; built-in stages are imported when first looked up."""
+
+    def __getitem__(self, name: str) -> type:
+        if name not in STAGES and name in MODULES:
+            importlib.import_module(MODULES[name])
+        return STAGES[name]
+
+    def __contains__(self, name) -> bool:
+        return name in STAGES or name in MODULES
+
+    def __iter__(self):
+        return iter(sorted(set(STAGES) | set(MODULES)))
+
+    def __len__(self) -> int:
+        return len(set(STAGES) | set(MODULES))
+
+
+def all_stages() -> Mapping[str, type]:
+    return _Registry()
 
 
 def params_of(cls) -> list[dataclasses.Field]:

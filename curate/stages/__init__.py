@@ -1,4 +1,2 @@
-"""Built-in stages. Each module registers one concept."""
-from curate.stages import exact_dedup, fuzzy_dedup, lang_id, length, line_dedup, sample, url_dedup  # noqa: F401
-from curate.stages import heuristics  # noqa: F401
-import curate.scorers  # noqa: F401,E402
+"""Built-in stages, one concept per module. They register on import; curate.core.registry.MODULES
+maps each stage name to its module so that a run imports only the stages its recipe uses."""
