@@ -19,6 +19,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from curate.core import exchange
+from curate.core.groups import groups
 from curate.io.writers import join
 
 
@@ -28,14 +29,8 @@ def _part(nodes: np.ndarray, partitions: int) -> np.ndarray:
 
 def split_by_partition(src: np.ndarray, dst: np.ndarray, partitions: int):
     """Yield (partition, (src, dst)) for edges keyed by their source node."""
-    if not len(src):
-        return
-    p = _part(src, partitions).astype(np.int64)
-    order = np.argsort(p, kind="stable")
-    p, src, dst = p[order], src[order], dst[order]
-    cuts = np.flatnonzero(np.diff(p)) + 1
-    for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(p)]])):
-        yield int(p[s]), (src[s:e], dst[s:e])
+    for p, idx in groups(_part(src, partitions).astype(np.int64)):
+        yield int(p), (src[idx], dst[idx])
 
 
 def both_directions(src: np.ndarray, dst: np.ndarray):

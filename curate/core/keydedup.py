@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from curate import schema as S
 from curate.core import exchange, progress
+from curate.core.groups import groups
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
 from curate.io.readers import is_local
 from curate.io.writers import join
@@ -76,17 +77,9 @@ class _Materialize(beam.DoFn):
                 ranks = ranks.filter(pa.array(valid))
         if not len(rows):
             return
-        bucket = (keys[:, 1] % np.uint64(self.partitions)).astype(np.int64)
-        order = np.argsort(bucket, kind="stable")
-        bucket, keys, rows = bucket[order], keys[order], rows[order]
-        if ranks is not None:
-            ranks = ranks.take(pa.array(order))
-        bounds = np.flatnonzero(np.diff(bucket)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [len(bucket)]])
-        for s, e in zip(starts, ends):
-            r = None if ranks is None else ranks.slice(s, e - s)
-            yield beam.pvalue.TaggedOutput("keys", (int(bucket[s]), (path, keys[s:e], r, rows[s:e])))
+        for bucket, idx in groups((keys[:, 1] % np.uint64(self.partitions)).astype(np.int64)):
+            r = None if ranks is None else ranks.take(pa.array(idx))
+            yield beam.pvalue.TaggedOutput("keys", (int(bucket), (path, keys[idx], r, rows[idx])))
 
 
 class _Resolve(beam.DoFn):

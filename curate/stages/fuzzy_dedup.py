@@ -27,6 +27,7 @@ import pyarrow as pa
 from curate import schema as S
 from curate.core import minhash
 from curate.core import exchange, progress
+from curate.core.groups import groups
 from curate.core.components import ConnectedComponents, both_directions, split_by_partition
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
@@ -54,13 +55,8 @@ def key_of_uid(uid: int) -> str:
 
 def _split_uids(uids: np.ndarray, folder: str):
     """Group uids by batch: yields (batch path, rows, index into uids)."""
-    base = uids >> np.uint64(16)
-    order = np.argsort(base, kind="stable")
-    b = base[order]
-    cuts = np.flatnonzero(np.diff(b)) + 1
-    for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(b)]])):
-        idx = order[s:e]
-        key = key_of_uid(int(b[s]) << 16)
+    for base, idx in groups(uids >> np.uint64(16)):
+        key = key_of_uid(int(base) << 16)
         yield join(folder, f"{key}.arrow"), (uids[idx] & np.uint64(0xFFFF)).astype(np.int64), idx
 
 
@@ -83,12 +79,8 @@ class _Signatures(beam.DoFn):
             return
         keys = minhash.band_keys(sig[rows], c.bands, c.rows).reshape(-1)
         uids = np.repeat(np.uint64(base) + rows.astype(np.uint64), c.bands)
-        part = (keys % np.uint64(c.partitions)).astype(np.int64)
-        order = np.argsort(part, kind="stable")
-        part, keys, uids = part[order], keys[order], uids[order]
-        cuts = np.flatnonzero(np.diff(part)) + 1
-        for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(part)]])):
-            yield beam.pvalue.TaggedOutput("bands", (int(part[s]), (keys[s:e], uids[s:e])))
+        for part, idx in groups((keys % np.uint64(c.partitions)).astype(np.int64)):
+            yield beam.pvalue.TaggedOutput("bands", (int(part), (keys[idx], uids[idx])))
 
 
 class _Buckets(beam.DoFn):
@@ -229,10 +221,8 @@ class _Ranks(beam.DoFn):
             scores = np.zeros(len(rows))
         base = uid_base(S.batch_key(batch))
         uids = np.uint64(base) + rows.astype(np.uint64)
-        part = (labels % np.uint64(self.partitions)).astype(np.int64)
-        for p in np.unique(part):
-            sel = part == p
-            yield int(p), (labels[sel], uids[sel], ids.filter(pa.array(sel)), scores[sel])
+        for p, idx in groups((labels % np.uint64(self.partitions)).astype(np.int64)):
+            yield int(p), (labels[idx], uids[idx], ids.take(pa.array(idx)), scores[idx])
 
 
 class _Survivors(beam.DoFn):

@@ -29,6 +29,7 @@ from apache_beam.metrics import Metrics
 
 from curate import schema as S
 from curate.core import exchange, progress
+from curate.core.groups import groups
 from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
@@ -71,10 +72,8 @@ class _Count(beam.DoFn):
         doc, h = doc[order], h[order]
         first = np.concatenate([[True], (doc[1:] != doc[:-1]) | (h[1:] != h[:-1])])  # once per document
         uniq, counts = np.unique(h[first], return_counts=True)
-        part = (uniq % np.uint64(self.cfg.partitions)).astype(np.int64)
-        for p in np.unique(part):
-            sel = part == p
-            yield beam.pvalue.TaggedOutput("counts", (int(p), (uniq[sel], counts[sel])))
+        for p, idx in groups((uniq % np.uint64(self.cfg.partitions)).astype(np.int64)):
+            yield beam.pvalue.TaggedOutput("counts", (int(p), (uniq[idx], counts[idx])))
 
 
 class _Frequent(beam.DoFn):
