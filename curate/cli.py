@@ -83,6 +83,46 @@ def cmd_train_scorer(args, beam_args) -> int:
     return run_train_scorer(args)
 
 
+def cmd_train_tokenizer(args, beam_args) -> int:
+    from curate.tokenizer import train_tokenizer
+
+    try:
+        tok = train_tokenizer(args.input, args.output, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                              text_key=args.text_key, limit_docs=args.limit_docs)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"tokenizer: {tok.vocab_size:,} tokens, eos {tok.eos_token!r} = {tok.eos_id} -> {args.output}/tokenizer.json "
+          f"(sha256 {tok.sha256[:12]})")
+    return 0
+
+
+def cmd_mix(args, beam_args) -> int:
+    from curate.core.recipe import RecipeError
+    from curate.mix.pipeline import run_mix
+    from curate.mix.spec import MixError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except RecipeError as e:
+        print("mixture spec error", file=sys.stderr)
+        for line in e.problems:
+            print("  " + line, file=sys.stderr)
+        return 2
+    if args.seed is not None:
+        spec.seed = args.seed
+    try:
+        res = run_mix(spec, args.output, runner=args.runner, workers=args.workers, beam_args=beam_args)
+    except MixError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(res.summary())
+    return 0
+
+
 def cmd_validate(args, beam_args) -> int:
     from curate.core.recipe import RecipeError, load_recipe
 
@@ -168,6 +208,29 @@ def main(argv: list[str] | None = None) -> int:
         pass
     p.set_defaults(fn=cmd_train_scorer)
 
+    p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
+        "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "
+        "and write OUTPUT/tokenizer.json plus tokenizer_config.json (AutoTokenizer loads the folder)."))
+    p.add_argument("input", nargs="+", help="input files or globs")
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--text-key", default="text")
+    p.add_argument("--limit-docs", type=int, default=None, help="train on the first N documents only")
+    p.add_argument("--output", required=True, help="output folder")
+    p.set_defaults(fn=cmd_train_tokenizer)
+
+    p = sub.add_parser("mix", help="tokenize, sample and pack curated data into training shards", description=(
+        "Follow a mixture spec (see pipelines/mix-*.yaml): tokenize each domain, sample it to its target per phase "
+        "(whole epochs + a seeded hash-chosen fraction), pack into fixed-length sequences with EOS between "
+        "documents, shuffle within each phase and write Megatron .bin/.idx shards plus manifest.json. "
+        "Unknown options go to Beam (e.g. --runner DataflowRunner ...)."))
+    p.add_argument("spec", help="mixture spec YAML")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=None, help="override the spec's seed")
+    p.add_argument("--runner", default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(fn=cmd_mix)
+
     p = sub.add_parser("validate", help="check a recipe without running it")
     p.add_argument("recipe")
     p.set_defaults(fn=cmd_validate)
@@ -176,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("run", "score"):
+    if rest and args.command not in ("run", "score", "mix"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _quiet()
     return args.fn(args, rest)

@@ -149,6 +149,9 @@ def list_files(patterns: list[str]) -> list[tuple[str, int]]:
 
     found: dict[str, int] = {}
     for pattern in patterns:
+        if is_local(pattern) and os.path.isdir(pattern.removeprefix("file://")):
+            # a folder (e.g. the data/ of a curate run): every file in it, hidden and in-progress ones aside
+            pattern = pattern.rstrip("/") + "/[!._]*"
         results = FileSystems.match([pattern])[0].metadata_list
         if not results:
             raise FileNotFoundError(f"input pattern {pattern!r} matched no files")

@@ -1,0 +1,483 @@
+"""``curate mix``: curated Parquet -> tokenized, sampled, packed, shuffled Megatron shards.
+
+Two Beam pipelines with the plan between them, so an impossible mixture fails before any shard
+is written, with a message the user can act on:
+
+1. **count** -- read every domain (any format curate reads), apply its ``where`` filter, tokenize
+   (HF ``tokenizers``, batched), and write the token ids to scratch Arrow files. Each document gets
+   a seeded 64-bit hash of its id; the top 16 bits are its bucket. Per domain, tokens and documents
+   are summed per bucket: 65,536 numbers, however large the domain.
+2. **plan** (driver) -- targets per phase and domain from weights / upsampling / token targets;
+   each domain is a stream consumed by the phases in order, and its documents sit in the stream in
+   bucket order, so the stream position of a bucket is a prefix sum of the histogram. A phase
+   spanning stream positions [S, E) takes every document copy ``k`` (epoch k) whose position
+   ``k * available + pos`` falls in [S, E): whole epochs repeat, a fraction is a hash-chosen
+   subset, and realized tokens match the target to within one bucket. The highest buckets up to
+   ``heldout_tokens`` are held out per domain.
+3. **pack** -- every document copy gets a seeded shuffle key that picks its shard and its place in
+   it; a shard (bounded by ``shard_tokens``) is sorted by key, packed per domain into fixed-length
+   sequences with EOS after each document, its sequences permuted, and written atomically as a
+   Megatron ``.bin/.idx`` pair. ``manifest.json`` records what was asked and what was realized.
+
+Memory is bounded by one batch in the first pipeline and one shard in the second, not by the corpus;
+the output depends only on the inputs, the spec and the seed (not on workers or bundle order).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+from curate import schema as S
+from curate.core import exchange
+from curate.core.stage import ERRORS, KEPT, Counts
+from curate.io.readers import InputSpec, is_local, open_raw
+from curate.io.transforms import ReadInput
+from curate.io.writers import WriteBatches, join
+from curate.mix.indexed import write_indexed
+from curate.mix.spec import BUCKETS, DomainPool, MixSpec, Plan, make_plan, where_mask
+
+MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer, vectorized: a well-spread 64-bit hash of 64-bit integers."""
+    x = np.asarray(x, dtype=np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def domain_seed(seed: int, domain: str) -> int:
+    return xxhash.xxh3_64_intdigest(f"{seed}:{domain}".encode())
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    if is_local(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open_raw(path) as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------- pipeline 1: count
+
+
+class _Tokenize(beam.DoFn):
+    """Filter, tokenize, hash; write the ids to a scratch Arrow file; yield the bucket histogram."""
+
+    def __init__(self, spec: MixSpec, domain: str, index: int, scratch: str):
+        self.spec, self.domain, self.index, self.scratch = spec, domain, index, scratch
+
+    def setup(self):
+        from curate.tokenizer import load_tokenizer
+
+        self.tok = load_tokenizer(self.spec.tokenizer, self.spec.eos_token)
+        self.counts = Counts(f"mix:{self.domain}")
+        self.seed = domain_seed(self.spec.seed, self.domain)
+
+    def process(self, batch: pa.RecordBatch):
+        dom = self.spec.domains[self.domain]
+        n = batch.num_rows
+        self.counts.n_in.inc(n)
+        if dom.clauses:
+            try:
+                keep = where_mask(batch, dom.clauses)
+            except KeyError as e:
+                raise ValueError(f"domain {self.domain!r}: where clause names column {e.args[0]!r}, which batch "
+                                 f"{S.batch_key(batch)} does not have (columns: {', '.join(batch.schema.names)})") from None
+            self.counts.dropped("where", int(n - keep.sum()))
+            batch = S.keep_rows(batch, keep)
+        if batch.num_rows == 0:
+            return
+        ids = self.tok.encode_batch(batch.column("text").to_pylist())
+        lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        empty = lens == 0
+        self.counts.dropped("no_tokens", int(empty.sum()))
+        self.counts.kept.inc(int((~empty).sum()))
+        h = S.hash_strings(batch.column("id"), self.seed)[~empty]
+        lens = lens[~empty]
+        if len(lens) == 0:
+            return
+        flat = np.fromiter((t for x in ids for t in x), dtype=self.tok.token_dtype, count=int(lens.sum()))
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+        table = pa.table({"h": h, "tokens": tokens})
+        path = join(self.scratch, f"{self.index:03d}-{S.batch_key(batch)}.arrow")
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        _write_bytes(path, sink.getvalue().to_pybytes())
+        bucket = (h >> np.uint64(48)).astype(np.int64)
+        yield self.index, (np.bincount(bucket, weights=lens + 1, minlength=BUCKETS).astype(np.int64),
+                           np.bincount(bucket, minlength=BUCKETS).astype(np.int64))
+
+
+def _sum_hists(values):
+    tok = np.zeros(BUCKETS, dtype=np.int64)
+    docs = np.zeros(BUCKETS, dtype=np.int64)
+    for t, d in values:
+        tok += t
+        docs += d
+    return tok, docs
+
+
+# ------------------------------------------------------------------------------ pipeline 2: pack
+
+
+@dataclass
+class _Payload:
+    keys: np.ndarray  # uint64 shuffle keys
+    domains: np.ndarray  # int16
+    lengths: np.ndarray  # int64 tokens per copy (without EOS)
+    tokens: np.ndarray  # flat token ids
+    eos: np.ndarray  # bool: the copy ends its document (an EOS follows); false for a piece cut at a phase end
+
+
+def _concat(payloads: list[_Payload]) -> _Payload:
+    return _Payload(*(np.concatenate([getattr(p, f) for p in payloads]) for f in ("keys", "domains", "lengths", "tokens", "eos")))
+
+
+class _Select(beam.DoFn):
+    """A scratch file -> ((phase, shard), payload) for every document copy the plan takes."""
+
+    def __init__(self, spec: MixSpec, plan: Plan):
+        self.spec, self.plan = spec, plan
+
+    def process(self, path: str):
+        d = int(os.path.basename(path).split("-", 1)[0])
+        with pa.ipc.open_file(pa.BufferReader(_read_bytes(path))) as r:
+            table = r.read_all()
+        h = table.column("h").to_numpy()
+        lists = table.column("tokens").combine_chunks()
+        offsets = lists.offsets.to_numpy()
+        flat = lists.values.to_numpy()
+        lens = np.diff(offsets)
+        pos = self.plan.positions[d][(h >> np.uint64(48)).astype(np.int64)]
+        heldout = pos < 0
+        if heldout.any():
+            idx = np.flatnonzero(heldout)
+            yield ("valid", d), self._payload(h[idx], d, idx, offsets, flat)
+        train = np.flatnonzero(~heldout)
+        avail = int(self.plan.available[d])
+        if avail == 0 or len(train) == 0:
+            return
+        c = pos[train]
+        span = lens[train] + 1  # the document and its EOS
+        for p, name in enumerate(self.plan.phases):
+            start, end = int(self.plan.starts[p, d]), int(self.plan.ends[p, d])
+            if end <= start:
+                continue
+            # copy k of a document occupies [k * avail + c, k * avail + c + span) of the domain's stream;
+            # the phase takes every copy overlapping [start, end), cut to the overlap
+            k_min = np.maximum(0, -((c + span - 1 - start) // avail))  # ceil((start - c - span + 1) / avail)
+            k_max = -((c - end) // avail) - 1  # ceil((end - c) / avail) - 1
+            count = np.maximum(0, k_max - k_min + 1)
+            if not count.any():
+                continue
+            rows = np.repeat(train, count)
+            epoch = np.repeat(k_min, count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+            at = epoch * avail + np.repeat(c, count)
+            lo = np.maximum(start - at, 0)
+            hi = np.minimum(end - at, lens[rows] + 1)
+            salt = np.uint64(domain_seed(self.spec.seed, f"phase:{name}"))
+            with np.errstate(over="ignore"):
+                keys = mix64(h[rows] ^ salt ^ mix64(epoch.astype(np.uint64) + np.uint64(1)))
+            shard = (keys % np.uint64(self.plan.n_shards[p])).astype(np.int64)
+            for s in np.unique(shard):
+                sel = shard == s
+                yield (name, int(s)), self._payload(keys[sel], d, rows[sel], offsets, flat, lo[sel], hi[sel])
+
+    @staticmethod
+    def _payload(keys, d, rows, offsets, flat, lo=None, hi=None) -> _Payload:
+        """Tokens [lo, hi) of each row's document + EOS sequence (all of it by default)."""
+        n = offsets[rows + 1] - offsets[rows]
+        lo = np.zeros(len(rows), dtype=np.int64) if lo is None else lo
+        hi = n + 1 if hi is None else hi
+        starts = offsets[rows] + lo
+        lens = np.minimum(hi, n) - lo
+        take = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(lens.sum())
+        return _Payload(np.asarray(keys, dtype=np.uint64), np.full(len(rows), d, dtype=np.int16), lens, flat[take],
+                        hi == n + 1)
+
+
+def pack(payload: _Payload, seq_length: int, eos: int, n_domains: int, dtype):
+    """Sort copies by key, pack each domain into ``seq_length`` sequences with EOS after each document.
+
+    Returns (sequences [n, seq_length], domain per sequence, stats per domain).
+    """
+    order = np.lexsort((payload.lengths, payload.domains, payload.keys))
+    starts = np.concatenate([[0], np.cumsum(payload.lengths)[:-1]]).astype(np.int64)
+    seqs, doms, stats = [], [], {}
+    for d in range(n_domains):
+        rows = order[payload.domains[order] == d]
+        if len(rows) == 0:
+            continue
+        lens = payload.lengths[rows]
+        ends = payload.eos[rows].astype(np.int64)
+        total = int((lens + ends).sum())
+        out = np.full(total, eos, dtype=dtype)  # EOS stays where no token is written: after each document
+        dst = np.concatenate([[0], np.cumsum(lens + ends)[:-1]]).astype(np.int64)
+        within = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        out[np.repeat(dst, lens) + within] = payload.tokens[np.repeat(starts[rows], lens) + within]
+        n = total // seq_length
+        seqs.append(out[: n * seq_length].reshape(n, seq_length))
+        doms.append(np.full(n, d, dtype=np.int16))
+        stats[d] = {"docs": int(len(rows)), "tokens": total, "packed_tokens": n * seq_length, "sequences": n}
+    if not seqs:
+        return np.zeros((0, seq_length), dtype=dtype), np.zeros(0, dtype=np.int16), stats
+    return np.concatenate(seqs), np.concatenate(doms), stats
+
+
+class _Pack(beam.DoFn):
+    def __init__(self, spec: MixSpec, out: str, eos: int, dtype):
+        self.spec, self.out, self.eos, self.dtype = spec, out, eos, dtype
+
+    def process(self, item):
+        (phase, shard), payloads = item
+        payload = _concat(payloads)
+        names = list(self.spec.domains)
+        seqs, doms, stats = pack(payload, self.spec.seq_length, self.eos, len(names), self.dtype)
+        if phase == "valid":
+            prefix = f"valid/{names[shard]}"
+        else:
+            prefix = f"{phase}/shard-{shard:05d}"
+            rng = np.random.default_rng([self.spec.seed, domain_seed(0, phase) & 0xFFFFFFFF, shard])
+            perm = rng.permutation(len(seqs))
+            seqs, doms = seqs[perm], doms[perm]
+        if len(seqs):
+            write_indexed(os.path.join(self.out, prefix), seqs, doms)
+        yield {"phase": phase, "shard": shard, "prefix": prefix, "sequences": int(len(seqs)),
+               "domains": {names[d]: s for d, s in stats.items()}}
+
+
+# --------------------------------------------------------------------------------------- driver
+
+
+def _beam_pipeline(runner, workers, beam_args):
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+    from curate.core.runner import LOCAL_RUNNERS
+
+    options = PipelineOptions(list(beam_args or []))
+    if runner in LOCAL_RUNNERS:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        if workers > 1:
+            direct = options.view_as(DirectOptions)
+            direct.direct_num_workers = workers
+            direct.direct_running_mode = "multi_processing"
+        return beam.Pipeline(runner=FnApiRunner(), options=options), True
+    options.view_as(StandardOptions).runner = runner
+    from curate.core.runner import _ship_options
+
+    _ship_options(options)
+    return beam.Pipeline(options=options), False
+
+
+@dataclass
+class MixResult:
+    manifest: dict
+    seconds: float
+    read_stats: dict
+
+    def summary(self) -> str:
+        m = self.manifest
+        lines = [f"mix: {m['total_sequences']:,} sequences of {m['seq_length']} tokens in {self.seconds:.1f}s -> {m['output']}"]
+        lines.append(f"{'phase':<10} {'domain':<14} {'requested':>12} {'realized':>12} {'share':>7} {'target':>7} {'epochs':>7}")
+        for ph in m["phases"]:
+            for d, r in ph["domains"].items():
+                lines.append(f"{ph['name']:<10} {d:<14} {r['requested_tokens']:>12,} {r['realized_tokens']:>12,} "
+                             f"{r['realized_share']:>7.3f} {r['requested_share']:>7.3f} {r['epochs']:>7.2f}")
+        for d, r in m["domains"].items():
+            lines.append(f"domain {d}: {r['documents_in']:,} in, {r['documents_used']:,} used, dropped {r['dropped']}, "
+                         f"errors {r['errors']}; {r['available_tokens']:,} tokens available, {r['heldout_tokens']:,} held out, "
+                         f"{r['epochs_total']:.2f} epochs in all (cap {r['max_epochs']:g})")
+        return "\n".join(lines)
+
+
+def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int = 1,
+            beam_args: list[str] | None = None) -> MixResult:
+    from curate.core.runner import collect_stats
+    from curate.tokenizer import load_tokenizer
+
+    start = time.time()
+    tok = load_tokenizer(spec.tokenizer, spec.eos_token)  # fail before any pipeline on a bad tokenizer
+    _check_where_columns(spec)
+    if is_local(output) and os.path.exists(output):
+        for sub in ["_tmp", "valid", "errors", "manifest.json"] + [p.name for p in spec.phases]:
+            path = os.path.join(output, sub)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
+    tmp = join(output, "_tmp")
+    scratch = join(tmp, "tokens")
+    names = list(spec.domains)
+
+    # 1. count
+    p, local = _beam_pipeline(runner, workers, beam_args)
+    hists = []
+    for i, d in enumerate(names):
+        dom = spec.domains[d]
+        ispec = InputSpec(path=dom.path, format=dom.format, text_key=dom.text_key, id_key=dom.id_key,
+                          source=d, batch_size=spec.batch_size)
+        read = p | f"Read[{d}]" >> ReadInput(ispec, stage=f"read:{d}")
+        _ = read[ERRORS] | f"Errors[{d}]" >> beam.ParDo(WriteBatches(join(output, "errors"), prefix=f"{d}-"))
+        hists.append(read[KEPT] | f"Tokenize[{d}]" >> beam.ParDo(_Tokenize(spec, d, i, scratch)))
+    hist_path = join(tmp, "hist.pkl")
+    _ = ((hists | beam.Flatten() | beam.GroupByKey()
+          | beam.MapTuple(lambda k, vs: (k, _sum_hists(vs))) | beam.combiners.ToList()
+          | beam.Map(lambda rows: _write_bytes(hist_path, pickle.dumps(dict(rows))))))
+    result = p.run()
+    result.wait_until_finish()
+    read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
+    hist = pickle.loads(_read_bytes(hist_path)) if _exists(hist_path) else {}
+    pools = {d: DomainPool(*hist.get(i, (np.zeros(BUCKETS, np.int64), np.zeros(BUCKETS, np.int64))))
+             for i, d in enumerate(names)}
+
+    # 2. plan
+    plan = make_plan(spec, pools)
+
+    # 3. select, shuffle, pack, write
+    files = _list(scratch)
+    p, local = _beam_pipeline(runner, workers, beam_args)
+    stats_path = join(tmp, "shards.pkl")
+    _ = (p | beam.Create(sorted(files)) | beam.Reshuffle()
+         | "Select" >> beam.ParDo(_Select(spec, plan))
+         | "Shuffle" >> exchange.GroupByKey(join(tmp, "spill") if local else None)
+         | "Pack" >> beam.ParDo(_Pack(spec, output, tok.eos_id, tok.token_dtype))
+         | beam.combiners.ToList()
+         | beam.Map(lambda rows: _write_bytes(stats_path, pickle.dumps(rows))))
+    p.run().wait_until_finish()
+    shards = pickle.loads(_read_bytes(stats_path)) if _exists(stats_path) else []
+    manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output)
+    _write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
+    if is_local(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+    return MixResult(manifest, time.time() - start, read_stats)
+
+
+def _exists(path: str) -> bool:
+    if is_local(path):
+        return os.path.exists(path)
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(path)
+
+
+def _list(folder: str) -> list[str]:
+    if is_local(folder):
+        return [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".arrow")] if os.path.isdir(folder) else []
+    from apache_beam.io.filesystems import FileSystems
+
+    return [m.path for m in FileSystems.match([join(folder, "*.arrow")])[0].metadata_list]
+
+
+def _check_where_columns(spec: MixSpec) -> None:
+    """Name a where column that the domain's first Parquet file lacks before anything runs."""
+    import pyarrow.parquet as pq
+
+    from curate.io.readers import detect_format, list_files
+
+    for d, dom in spec.domains.items():
+        files = list_files(dom.path)
+        if not files:
+            raise FileNotFoundError(f"domain {d!r}: no files match {', '.join(dom.path)}")
+        first = files[0][0]
+        if not dom.clauses or detect_format(first, dom.format) != "parquet":
+            continue
+        schema = pq.read_schema(first) if is_local(first) else None
+        if schema is None:
+            continue
+        for col, _, _ in dom.clauses:
+            if col.split(".")[0] not in schema.names:
+                raise ValueError(f"domain {d!r}: where clause names column {col!r}, which {first} does not have "
+                                 f"(columns: {', '.join(schema.names)})")
+
+
+def build_manifest(spec: MixSpec, plan: Plan, pools: dict[str, DomainPool], shards: list[dict], tok,
+                   read_stats: dict, output: str) -> dict:
+    names = list(spec.domains)
+    phases = []
+    used_docs = {d: 0 for d in names}
+    for p, name in enumerate(plan.phases):
+        rows = sorted((s for s in shards if s["phase"] == name), key=lambda s: s["shard"])
+        realized = {d: sum(s["domains"].get(d, {}).get("tokens", 0) for s in rows) for d in names}
+        packed = {d: sum(s["domains"].get(d, {}).get("packed_tokens", 0) for s in rows) for d in names}
+        docs = {d: sum(s["domains"].get(d, {}).get("docs", 0) for s in rows) for d in names}
+        for d in names:
+            used_docs[d] += docs[d]
+        total_req, total_real = plan.targets[p].sum(), sum(realized.values())
+        phases.append({
+            "name": name,
+            "shards": [s["prefix"] for s in rows if s["sequences"]],
+            "sequences": [s["sequences"] for s in rows if s["sequences"]],
+            "requested_tokens": int(round(total_req)),
+            "realized_tokens": int(total_real),
+            "packed_tokens": int(sum(packed.values())),
+            "domains": {d: {
+                "requested_tokens": int(round(plan.targets[p, j])),
+                "realized_tokens": int(realized[d]),
+                "packed_tokens": int(packed[d]),
+                "documents": int(docs[d]),
+                "requested_share": float(plan.targets[p, j] / total_req) if total_req else 0.0,
+                "realized_share": float(realized[d] / total_real) if total_real else 0.0,
+                "epochs": float(realized[d] / plan.available[j]) if plan.available[j] else 0.0,
+            } for j, d in enumerate(names)},
+        })
+    valid = {s["prefix"].split("/", 1)[1]: {"prefix": s["prefix"], "sequences": s["sequences"],
+                                            "tokens": sum(v["packed_tokens"] for v in s["domains"].values())}
+             for s in shards if s["phase"] == "valid" and s["sequences"]}
+    domains = {}
+    for j, d in enumerate(names):
+        rs, ms = read_stats.get(f"read:{d}"), read_stats.get(f"mix:{d}")
+        used = sum(ph["domains"][d]["realized_tokens"] for ph in phases)
+        domains[d] = {
+            "path": spec.domains[d].path, "where": spec.domains[d].where,
+            "documents_in": rs.n_in if rs else 0,
+            "documents_tokenized": ms.kept if ms else 0,
+            "documents_used": used_docs[d],
+            "dropped": {**(rs.dropped if rs else {}), **(ms.dropped if ms else {})},
+            "errors": (rs.errors if rs else 0) + (ms.errors if ms else 0),
+            "available_tokens": int(plan.available[j]),
+            "heldout_tokens": int(pools[d].heldout),
+            "heldout_from_bucket": int(pools[d].heldout_from),
+            "used_tokens": int(used),
+            "epochs_total": float(used / plan.available[j]) if plan.available[j] else 0.0,
+            "max_epochs": spec.domains[d].max_epochs,
+        }
+    return {
+        "format": "megatron-indexed-v1",
+        "output": output,
+        "tokenizer": {"path": tok.path, "sha256": tok.sha256, "eos_id": tok.eos_id, "vocab_size": tok.vocab_size,
+                      "dtype": np.dtype(tok.token_dtype).name},
+        "seq_length": spec.seq_length,
+        "seed": spec.seed,
+        "spec": spec.source_file,
+        "domain_names": names,
+        "phases": phases,
+        "valid": valid,
+        "domains": domains,
+        "total_sequences": sum(sum(ph["sequences"]) for ph in phases),
+    }
