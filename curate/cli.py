@@ -123,6 +123,46 @@ def cmd_mix(args, beam_args) -> int:
     return 0
 
 
+def cmd_train(args, beam_args) -> int:
+    from curate.core.recipe import RecipeError
+    from curate.train.config import load_config
+
+    try:
+        cfg = load_config(args.config)
+    except RecipeError as e:
+        print("trainer config error", file=sys.stderr)
+        for line in e.problems:
+            print("  " + line, file=sys.stderr)
+        return 2
+    for key in ("data", "output", "max_steps"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, os.path.abspath(value) if key != "max_steps" else value)
+    from curate.train.trainer import run_train
+
+    try:
+        res = run_train(cfg, quiet=args.quiet, stop_at_step=args.stop_at_step)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if "stopped_at" in res:
+        print(f"stopped at step {res['stopped_at']} (--stop-at-step); run again to resume")
+        return 0
+    print(f"trained {res['steps']} steps ({res['tokens']:,} tokens) -> {res['final']}")
+    for d, v in res.get("heldout", {}).items():
+        print(f"  held-out loss {d}: {v:.4f}")
+    for name, r in res.get("tasks", {}).items():
+        print("  " + name + ": " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in r.items() if k != "task"))
+    return 0
+
+
+def cmd_fit_mixture(args, beam_args) -> int:
+    from curate.train.mixfit import cli_main
+
+    return cli_main(args.rest)
+
+
 def cmd_validate(args, beam_args) -> int:
     from curate.core.recipe import RecipeError, load_recipe
 
@@ -230,6 +270,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runner", default=None)
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(fn=cmd_mix)
+
+    p = sub.add_parser("train", help="train a Llama-style model on the shards of `curate mix`", description=(
+        "The bundled trainer: LlamaForCausalLM from the config's model section, AdamW, warmup + cosine/WSD, "
+        "phases in order, checkpoints with save_pretrained and exact resume, held-out loss per domain, "
+        "downstream multiple-choice evaluation. See samples/train-quickstart.yaml."))
+    p.add_argument("config", help="trainer config YAML")
+    p.add_argument("--data", help="override data: (a `curate mix` output folder)")
+    p.add_argument("--output", help="override output:")
+    p.add_argument("--max-steps", dest="max_steps", type=int, default=None)
+    p.add_argument("--stop-at-step", type=int, default=None, help="stop after this step's checkpoint (for testing resume)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("fit-mixture", help="fit the CMR scaling law to small runs; print the critical mixture ratio",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_fit_mixture)
 
     p = sub.add_parser("validate", help="check a recipe without running it")
     p.add_argument("recipe")

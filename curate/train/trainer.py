@@ -1,0 +1,458 @@
+"""``curate train``: a Llama-style decoder trained with plain torch on the shards of ``curate mix``.
+
+* **Model**: ``transformers.LlamaForCausalLM`` from the config's ``model`` section; vocabulary size,
+  EOS id and context length come from the mix's manifest. Checkpoints are written with
+  ``save_pretrained`` (safetensors) next to the tokenizer, so ``AutoModelForCausalLM`` /
+  ``AutoTokenizer`` and vLLM load them as they are.
+* **Data**: phases in the order of the manifest. Each phase gets a share of the steps equal to its
+  share of the sequences, and inside a phase the (already shuffled) sequences are read in order,
+  wrapping when the run is longer than the data. Which sequences a step reads is a pure function
+  of the step, so the data position is the step number and resuming is exact.
+* **Optimization**: AdamW, linear warmup then cosine, WSD (warmup-stable-decay) or constant; the
+  learning rate is a pure function of the step. Gradient clipping and accumulation. bf16 autocast
+  and ``torch.compile`` when a GPU is present, fp32 on CPU.
+* **Checkpoints**: ``checkpoints/step-N/`` holds the model, tokenizer and ``trainer_state.pt``
+  (optimizer, step, RNG, online-mixture state). Written to a temporary folder and renamed, so a
+  crash leaves either the whole checkpoint or none; a re-run resumes from the newest one and
+  reproduces the uninterrupted loss curve.
+* **Evaluation**: held-out loss per domain every ``eval_every`` steps (the ``valid/`` split of the
+  mix), downstream tasks (multiple-choice log-likelihood, LAMBADA) at the end or every
+  ``eval_tasks_every`` steps. Everything lands in ``log.jsonl``; a progress bar shows tokens/s.
+* **Options**: loss-based sample reweighting (``reweight``) and a Skill-it style online mixture
+  (``online_mixture``: sequences are drawn per domain with weights updated from held-out losses).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict
+
+import numpy as np
+
+from curate.mix.indexed import IndexedReader
+from curate.train.config import TrainConfig
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "L40": 181e12}
+
+
+def _torch():
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise SystemExit("curate train needs torch and transformers: pip install 'curate[train]' "
+                         "(for a CPU-only torch, install torch from https://download.pytorch.org/whl/cpu first)") from None
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    return torch
+
+
+# -------------------------------------------------------------------------------------- data
+
+
+class MixData:
+    """The shards of one `curate mix` output, addressed by (phase, sequence index within phase)."""
+
+    def __init__(self, folder: str):
+        path = os.path.join(folder, "manifest.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: point data: at the output folder of `curate mix`")
+        with open(path) as f:
+            self.manifest = json.load(f)
+        self.folder = folder
+        self.seq_length = self.manifest["seq_length"]
+        self.domains = self.manifest["domain_names"]
+        self.phases = []
+        for ph in self.manifest["phases"]:
+            readers = [IndexedReader(os.path.join(folder, p)) for p in ph["shards"]]
+            sizes = np.array([len(r) for r in readers], dtype=np.int64)
+            doms = np.concatenate([r.domains for r in readers]) if readers else np.zeros(0, np.int16)
+            self.phases.append({"name": ph["name"], "readers": readers, "starts": np.concatenate([[0], np.cumsum(sizes)]),
+                                "n": int(sizes.sum()), "domains": doms})
+        self.total = sum(p["n"] for p in self.phases)
+        if self.total == 0:
+            raise ValueError(f"{folder}: the mix holds no sequences")
+        self.valid = {d: IndexedReader(os.path.join(folder, v["prefix"])) for d, v in self.manifest.get("valid", {}).items()}
+
+    def rows(self, phase: int, idx: np.ndarray) -> np.ndarray:
+        ph = self.phases[phase]
+        idx = np.asarray(idx) % ph["n"]
+        shard = np.searchsorted(ph["starts"], idx, side="right") - 1
+        out = np.empty((len(idx), self.seq_length), dtype=np.int64)
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = ph["readers"][s].tokens[idx[sel] - ph["starts"][s]]
+        return out
+
+    def phase_steps(self, max_steps: int) -> np.ndarray:
+        """First step of each phase (and the end): steps shared in proportion to sequences."""
+        sizes = np.array([p["n"] for p in self.phases], dtype=np.float64)
+        return np.rint(np.concatenate([[0], np.cumsum(sizes)]) / sizes.sum() * max_steps).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------ schedule
+
+
+def learning_rate(cfg: TrainConfig, step: int, max_steps: int) -> float:
+    """Linear warmup to ``lr``, then cosine / WSD decay to ``lr * min_lr_ratio`` (or constant)."""
+    warm = min(cfg.warmup_steps, max(max_steps - 1, 0))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    low = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        t = (step - warm) / max(1, max_steps - warm)
+        return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    decay_start = max(warm, int(round(max_steps * (1 - cfg.decay_fraction))))
+    if step < decay_start:
+        return cfg.lr
+    t = (step - decay_start) / max(1, max_steps - decay_start)
+    return cfg.lr - (cfg.lr - low) * min(t, 1.0)
+
+
+# ------------------------------------------------------------------------------------- trainer
+
+
+def _latest_checkpoint(output: str) -> str | None:
+    folder = os.path.join(output, "checkpoints")
+    if not os.path.isdir(folder):
+        return None
+    done = sorted(d for d in os.listdir(folder)
+                  if d.startswith("step-") and os.path.exists(os.path.join(folder, d, "trainer_state.pt")))
+    return os.path.join(folder, done[-1]) if done else None
+
+
+def build_model(cfg: TrainConfig, data: MixData):
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    if cfg.init_from:
+        return AutoModelForCausalLM.from_pretrained(cfg.init_from, torch_dtype=torch.float32,
+                                                    attn_implementation=cfg.attn_implementation)
+    tok = data.manifest["tokenizer"]
+    params = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=352,
+                  tie_word_embeddings=True, rope_theta=10000.0)
+    params.update(cfg.model)
+    heads = params["num_attention_heads"]
+    params.setdefault("num_key_value_heads", heads)
+    params.update(vocab_size=tok["vocab_size"], max_position_embeddings=max(params.get("max_position_embeddings", 0),
+                                                                              data.seq_length),
+                  bos_token_id=tok["eos_id"], eos_token_id=tok["eos_id"], pad_token_id=tok["eos_id"])
+    try:
+        config = LlamaConfig(**params)
+    except TypeError as e:
+        raise ValueError(f"{cfg.source_file}: model: {e}") from None
+    config._attn_implementation = cfg.attn_implementation
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config)
+
+
+def model_flops_per_token(model, seq_length: int) -> float:
+    """6 N + 12 L d T (PaLM appendix B): N = parameters doing matmuls (input embedding excluded)."""
+    c = model.config
+    n = sum(p.numel() for p in model.parameters())
+    if not c.tie_word_embeddings:
+        n -= model.get_input_embeddings().weight.numel()
+    return 6 * n + 12 * c.num_hidden_layers * c.hidden_size * seq_length
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, quiet: bool = False):
+        self.torch = torch = _torch()
+        self.cfg = cfg
+        self.quiet = quiet
+        self.data = MixData(cfg.data)
+        if cfg.device == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(cfg.device)
+        gpu = self.device.type == "cuda"
+        self.amp = (cfg.dtype == "bfloat16") or (cfg.dtype == "auto" and gpu)
+        self.micro = cfg.micro_batch_size
+        self.batch = cfg.micro_batch_size * cfg.grad_accum
+        self.max_steps = cfg.max_steps or max(1, self.data.total // self.batch)
+        self.bounds = self.data.phase_steps(self.max_steps)
+        self.model = build_model(cfg, self.data).to(self.device)
+        self.forward = self.model
+        if str(cfg.compile).lower() == "true" or (str(cfg.compile).lower() == "auto" and gpu):
+            self.forward = torch.compile(self.model)
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}],
+                                     lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=gpu or None)
+        from curate.train.reweight import ReweightConfig
+
+        rw = cfg.reweight
+        self.reweight = ReweightConfig(strategy=rw.strategy, warmup_steps=rw.warmup_steps,
+                                       **({"r": rw.r} if rw.r is not None else {})).validate()
+        self.mixture = None
+        self.cursors = None
+        if cfg.online_mixture is not None:
+            from curate.train.mixfit import OnlineMixture
+
+            if not self.data.valid:
+                raise ValueError("online_mixture needs held-out data per domain: set heldout_tokens in the mixture spec")
+            self.mixture = OnlineMixture(self.data.domains, self._phase_shares(0), eta=cfg.online_mixture.eta,
+                                         min_weight=cfg.online_mixture.min_weight)
+            self.cursors = np.zeros((len(self.data.phases), len(self.data.domains)), dtype=np.int64)
+        self.step = 0
+        self.flops_per_token = model_flops_per_token(self.model, self.data.seq_length)
+        self.peak = next((v for k, v in PEAK_FLOPS.items() if gpu and k in torch.cuda.get_device_name()), None)
+
+    # ---- data position: a pure function of the step (plus cursors in online-mixture mode)
+
+    def _phase_of(self, step: int) -> int:
+        return int(np.searchsorted(self.bounds, step, side="right") - 1)
+
+    def _phase_shares(self, phase: int) -> dict[str, float]:
+        doms = self.data.phases[phase]["domains"]
+        counts = np.bincount(doms, minlength=len(self.data.domains)).astype(float)
+        return dict(zip(self.data.domains, (counts / max(counts.sum(), 1)).tolist()))
+
+    def batch_rows(self, step: int) -> np.ndarray:
+        p = self._phase_of(step)
+        first = (step - self.bounds[p]) * self.batch
+        if self.mixture is None:
+            return self.data.rows(p, np.arange(first, first + self.batch))
+        ph = self.data.phases[p]
+        w = np.array([self.mixture.weights[d] for d in self.data.domains])
+        rng = np.random.default_rng([self.cfg.seed, step])
+        available = np.array([(ph["domains"] == j).any() for j in range(len(w))])
+        w = np.where(available, w, 0)
+        pick = rng.choice(len(w), size=self.batch, p=w / w.sum())
+        idx = np.empty(self.batch, dtype=np.int64)
+        for j in np.unique(pick):
+            sel = pick == j
+            positions = np.flatnonzero(ph["domains"] == j)
+            take = self.cursors[p, j] + np.arange(sel.sum())
+            idx[sel] = positions[take % len(positions)]
+            self.cursors[p, j] += sel.sum()
+        return self.data.rows(p, idx)
+
+    # ---- evaluation
+
+    def evaluate_heldout(self) -> dict[str, float]:
+        torch = self.torch
+        out = {}
+        self.model.eval()
+        with torch.inference_mode():
+            for d, reader in self.data.valid.items():
+                rows = np.asarray(reader.tokens[: self.cfg.eval_sequences], dtype=np.int64)
+                total, n = 0.0, 0
+                for i in range(0, len(rows), self.micro):
+                    ids = torch.from_numpy(rows[i:i + self.micro]).to(self.device)
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                        logits = self.forward(input_ids=ids).logits
+                    loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                                             ids[:, 1:].reshape(-1), reduction="sum")
+                    total += loss.item()
+                    n += ids[:, 1:].numel()
+                out[d] = total / max(n, 1)
+        self.model.train()
+        return out
+
+    def evaluate_tasks(self) -> dict:
+        if not self.cfg.eval_tasks:
+            return {}
+        from curate.tokenizer import load_tokenizer
+        from curate.train.evaluate import evaluate_tasks
+
+        tok = load_tokenizer(os.path.dirname(self.data.manifest["tokenizer"]["path"]))
+        return evaluate_tasks(self.model, tok.tokenizer, self.cfg.eval_tasks, limit=self.cfg.eval_tasks_limit,
+                              batch_size=self.micro * 2, max_length=self.data.seq_length)
+
+    # ---- checkpoints
+
+    def save(self, folder: str, state: bool = True) -> None:
+        torch = self.torch
+        parent = os.path.dirname(folder)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex[:8]}")
+        self.model.save_pretrained(tmp, safe_serialization=True)
+        tok_dir = os.path.dirname(self.data.manifest["tokenizer"]["path"])
+        for name in TOKENIZER_FILES:
+            if os.path.exists(os.path.join(tok_dir, name)):
+                shutil.copy(os.path.join(tok_dir, name), tmp)
+        if state:
+            torch.save({"step": self.step, "optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                        "mixture": self.mixture.state_dict() if self.mixture else None,
+                        "cursors": self.cursors, "max_steps": self.max_steps, "config": asdict(self.cfg)},
+                       os.path.join(tmp, "trainer_state.pt"))
+        if os.path.exists(folder):
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+
+    def _prune(self) -> None:
+        folder = os.path.join(self.cfg.output, "checkpoints")
+        done = sorted(d for d in os.listdir(folder) if d.startswith("step-"))
+        for d in done[: max(0, len(done) - self.cfg.keep_checkpoints)]:
+            shutil.rmtree(os.path.join(folder, d), ignore_errors=True)
+
+    def resume(self, folder: str) -> None:
+        torch = self.torch
+        from safetensors.torch import load_model
+
+        load_model(self.model, os.path.join(folder, "model.safetensors"), device=str(self.device))
+        st = torch.load(os.path.join(folder, "trainer_state.pt"), map_location=self.device, weights_only=False)
+        if st["max_steps"] != self.max_steps:
+            raise ValueError(f"{folder} was written by a run of {st['max_steps']} steps, this config has {self.max_steps}: "
+                             "resume with the same config, or start a new output folder")
+        self.opt.load_state_dict(st["optimizer"])
+        torch.set_rng_state(st["torch_rng"])
+        if self.mixture is not None and st["mixture"] is not None:
+            self.mixture.load_state_dict(st["mixture"])
+            self.cursors = st["cursors"]
+        self.step = st["step"]
+
+    # ---- the loop
+
+    def train(self, stop_at_step: int | None = None) -> dict:
+        torch = self.torch
+        from curate.train.reweight import per_sample_loss, weighted_loss
+
+        cfg = self.cfg
+        os.makedirs(cfg.output, exist_ok=True)
+        log_path = os.path.join(cfg.output, "log.jsonl")
+        ckpt = _latest_checkpoint(cfg.output)
+        if ckpt:
+            self.resume(ckpt)
+            _truncate_log(log_path, self.step)
+            self._print(f"resumed from {ckpt} at step {self.step}")
+        elif os.path.exists(log_path):
+            os.remove(log_path)
+        log = open(log_path, "a")
+        tokens_per_step = self.batch * self.data.seq_length
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self._print(f"model: {n_params / 1e6:.2f}M parameters, {self.max_steps} steps x {self.batch} sequences x "
+                    f"{self.data.seq_length} tokens on {self.device} ({'bf16' if self.amp else 'fp32'}); "
+                    f"phases: " + ", ".join(f"{p['name']} steps {self.bounds[i]}-{self.bounds[i + 1]}"
+                                             for i, p in enumerate(self.data.phases)))
+
+        def write(rec):
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+
+        if self.step == 0 and self.data.valid:
+            write({"step": 0, "tokens": 0, "heldout": self.evaluate_heldout()})
+        progress = _Progress(self.max_steps, self.step, quiet=self.quiet)
+        self.model.train()
+        t_last, steps_since = time.perf_counter(), 0
+        final_eval = {}
+        try:
+            while self.step < self.max_steps:
+                if stop_at_step is not None and self.step >= stop_at_step:
+                    return {"stopped_at": self.step}
+                step = self.step
+                lr = learning_rate(cfg, step, self.max_steps)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                rows = self.batch_rows(step)
+                total_loss, weights = 0.0, None
+                for m in range(cfg.grad_accum):
+                    ids = torch.from_numpy(rows[m * self.micro:(m + 1) * self.micro]).to(self.device, non_blocking=True)
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                        logits = self.forward(input_ids=ids).logits
+                    per = per_sample_loss(logits.float(), ids)
+                    loss, weights = weighted_loss(per, self.reweight, step)
+                    (loss / cfg.grad_accum).backward()
+                    total_loss += per.mean().item() / cfg.grad_accum
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.opt.step()
+                self.opt.zero_grad(set_to_none=True)
+                self.step += 1
+                steps_since += 1
+                rec = {"step": self.step, "tokens": self.step * tokens_per_step, "phase": self.data.phases[self._phase_of(step)]["name"],
+                       "loss": total_loss, "lr": lr, "grad_norm": float(norm)}
+                if self.reweight.strategy != "none" and weights is not None:
+                    rec["weight_max"] = float(weights.max())
+                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    now = time.perf_counter()
+                    tps = steps_since * tokens_per_step / (now - t_last)
+                    rec["tokens_per_s"] = tps
+                    if self.peak:
+                        rec["mfu"] = tps * self.flops_per_token / self.peak
+                    t_last, steps_since = now, 0
+                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.max_steps) and self.data.valid:
+                    rec["heldout"] = self.evaluate_heldout()
+                    if self.mixture is not None and (not cfg.online_mixture.every or self.step % cfg.online_mixture.every == 0):
+                        rec["mixture"] = self.mixture.update(rec["heldout"])
+                if cfg.eval_tasks_every and self.step % cfg.eval_tasks_every == 0 and self.step != self.max_steps:
+                    rec["tasks"] = self.evaluate_tasks()
+                write(rec)
+                progress.update(self.step, rec)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step != self.max_steps:
+                    self.save(os.path.join(cfg.output, "checkpoints", f"step-{self.step:07d}"))
+                    self._prune()
+        finally:
+            progress.close()
+        final_eval["heldout"] = self.evaluate_heldout() if self.data.valid else {}
+        final_eval["tasks"] = self.evaluate_tasks()
+        write({"step": self.step, "final": True, **final_eval})
+        log.close()
+        final = os.path.join(cfg.output, "final")
+        self.save(final, state=False)
+        self.save(os.path.join(cfg.output, "checkpoints", f"step-{self.step:07d}"))
+        self._prune()
+        summary = {"steps": self.step, "tokens": self.step * tokens_per_step, "final": final, **final_eval}
+        with open(os.path.join(cfg.output, "results.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        return summary
+
+    def _print(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr)
+
+
+def _truncate_log(path: str, step: int) -> None:
+    """Keep the log lines up to ``step``: a resumed run rewrites the rest exactly."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step
+                and not json.loads(line).get("final")]
+    with open(path, "w") as f:
+        f.writelines(keep)
+
+
+class _Progress:
+    def __init__(self, total: int, done: int, quiet: bool):
+        self.bar = None
+        self.quiet = quiet
+        if quiet:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeRemainingColumn(), transient=False)
+        self.task = self.bar.add_task("train", total=total, completed=done, info="")
+        self.bar.start()
+
+    def update(self, step: int, rec: dict) -> None:
+        if self.bar is None:
+            return
+        info = f"loss {rec['loss']:.3f}"
+        if "tokens_per_s" in rec:
+            self.last_tps = rec["tokens_per_s"]
+        if getattr(self, "last_tps", None):
+            info += f"  {self.last_tps:,.0f} tok/s"
+        if "heldout" in rec:
+            info += "  held-out " + " ".join(f"{d} {v:.3f}" for d, v in rec["heldout"].items())
+        self.bar.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_train(cfg: TrainConfig, quiet: bool = False, stop_at_step: int | None = None) -> dict:
+    return Trainer(cfg, quiet=quiet).train(stop_at_step=stop_at_step)
