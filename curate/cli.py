@@ -149,8 +149,9 @@ def cmd_train(args, beam_args) -> int:
         print(f"stopped at step {res['stopped_at']} (--stop-at-step); run again to resume")
         return 0
     print(f"trained {res['steps']} steps ({res['tokens']:,} tokens) -> {res['final']}")
+    start = res.get("heldout_start", {})
     for d, v in res.get("heldout", {}).items():
-        print(f"  held-out loss {d}: {v:.4f}")
+        print(f"  held-out loss {d}: " + (f"{start[d]:.4f} at step 0 -> " if d in start else "") + f"{v:.4f}")
     for name, r in res.get("tasks", {}).items():
         print("  " + name + ": " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in r.items() if k != "task"))

@@ -313,7 +313,7 @@ class MixResult:
                 lines.append(f"{ph['name']:<10} {d:<14} {r['requested_tokens']:>12,} {r['realized_tokens']:>12,} "
                              f"{r['realized_share']:>7.3f} {r['requested_share']:>7.3f} {r['epochs']:>7.2f}")
         for d, r in m["domains"].items():
-            lines.append(f"domain {d}: {r['documents_in']:,} in, {r['documents_used']:,} used, dropped {r['dropped']}, "
+            lines.append(f"domain {d}: {r['documents_in']:,} in, {r['documents_used']:,} document copies used, dropped {r['dropped']}, "
                          f"errors {r['errors']}; {r['available_tokens']:,} tokens available, {r['heldout_tokens']:,} held out, "
                          f"{r['epochs_total']:.2f} epochs in all (cap {r['max_epochs']:g})")
         return "\n".join(lines)

@@ -403,7 +403,10 @@ class Trainer:
         self.save(final, state=False)
         self.save(os.path.join(cfg.output, "checkpoints", f"step-{self.step:07d}"))
         self._prune()
-        summary = {"steps": self.step, "tokens": self.step * tokens_per_step, "final": final, **final_eval}
+        with open(log_path) as f:
+            start = next((r["heldout"] for r in map(json.loads, f) if r.get("step") == 0 and "heldout" in r), {})
+        summary = {"steps": self.step, "tokens": self.step * tokens_per_step, "final": final, "heldout_start": start,
+                   **final_eval}
         with open(os.path.join(cfg.output, "results.json"), "w") as f:
             json.dump(summary, f, indent=2)
         return summary
