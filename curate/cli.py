@@ -161,7 +161,7 @@ def cmd_train(args, beam_args) -> int:
 def cmd_fit_mixture(args, beam_args) -> int:
     from curate.train.mixfit import cli_main
 
-    return cli_main(args.rest)
+    return cli_main(list(args.rest) + list(beam_args))
 
 
 def cmd_validate(args, beam_args) -> int:
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("run", "score", "mix"):
+    if rest and args.command not in ("run", "score", "mix", "fit-mixture"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _quiet()
     return args.fn(args, rest)

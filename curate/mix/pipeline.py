@@ -357,7 +357,12 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
              for i, d in enumerate(names)}
 
     # 2. plan
-    plan = make_plan(spec, pools)
+    try:
+        plan = make_plan(spec, pools)
+    except Exception:
+        if is_local(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
     # 3. select, shuffle, pack, write
     files = _list(scratch)
