@@ -248,3 +248,28 @@ def test_tokenizer_loads_in_transformers(corpus):
     assert auto.decode(auto(text)["input_ids"]) == text
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         load_tokenizer("gpt2")
+
+
+def test_cli_tokenizer_mix_and_errors(corpus, tmp_path, capsys):
+    from curate.cli import main
+
+    root, _ = corpus
+    assert main(["train-tokenizer", str(root / "c"), "--vocab-size", "300", "--output", str(tmp_path / "tok")]) == 0
+    assert os.path.exists(tmp_path / "tok" / "tokenizer.json")
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        tokenizer: {tmp_path / 'tok'}
+        seq_length: 32
+        total_tokens: 5000
+        weights: {{c: 1}}
+        domains:
+          c: {{path: {root / 'c'}}}
+        """))
+    assert main(["mix", str(spec), "--output", str(tmp_path / "out")]) == 0
+    assert "main       c" in capsys.readouterr().out
+    spec.write_text(spec.read_text().replace("total_tokens: 5000", "total_tokens: 5000000"))
+    assert main(["mix", str(spec), "--output", str(tmp_path / "out2")]) == 2
+    assert "domain 'c' runs short" in capsys.readouterr().err
+    spec.write_text(spec.read_text().replace("weights: {c: 1}", "weights: {d: 1}"))
+    assert main(["mix", str(spec), "--output", str(tmp_path / "out3")]) == 2
+    assert "unknown domain(s) ['d']" in capsys.readouterr().err

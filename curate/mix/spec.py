@@ -204,6 +204,10 @@ def _check_phases(spec: MixSpec, where: str, lines: dict) -> list[str]:
     if spec.seq_length < 2:
         problems.append(f"{where}:{lines.get(('seq_length',), 0)}: seq_length must be >= 2")
     if spec.weights is not None:
+        unknown = [d for d in spec.weights if d not in spec.domains]
+        if unknown:
+            problems.append(f"{where}:{lines.get(('weights',), 0)}: weights name unknown domain(s) {unknown} "
+                            f"(domains: {', '.join(spec.domains)})")
         if spec.phases:
             return [f"{where}:{lines.get(('weights',), 0)}: give top-level weights or phases, not both"]
         spec.phases = [PhaseSpec(name="main", fraction=1.0, weights=spec.weights)]
