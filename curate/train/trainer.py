@@ -250,7 +250,7 @@ class Trainer:
                 for i in range(0, len(rows), self.micro):
                     ids = torch.from_numpy(rows[i:i + self.micro]).to(self.device)
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        logits = self.forward(input_ids=ids).logits
+                        logits = self.forward(input_ids=ids, use_cache=False).logits
                     loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                                              ids[:, 1:].reshape(-1), reduction="sum")
                     total += loss.item()
@@ -359,7 +359,7 @@ class Trainer:
                 for m in range(cfg.grad_accum):
                     ids = torch.from_numpy(rows[m * self.micro:(m + 1) * self.micro]).to(self.device, non_blocking=True)
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        logits = self.forward(input_ids=ids).logits
+                        logits = self.forward(input_ids=ids, use_cache=False).logits
                     per = per_sample_loss(logits.float(), ids)
                     loss, weights = weighted_loss(per, self.reweight, step)
                     (loss / cfg.grad_accum).backward()
