@@ -229,9 +229,11 @@ class Trainer:
         w = np.where(available, w, 0)
         pick = rng.choice(len(w), size=self.batch, p=w / w.sum())
         idx = np.empty(self.batch, dtype=np.int64)
+        if "by_domain" not in ph:
+            ph["by_domain"] = [np.flatnonzero(ph["domains"] == j) for j in range(len(w))]
         for j in np.unique(pick):
             sel = pick == j
-            positions = np.flatnonzero(ph["domains"] == j)
+            positions = ph["by_domain"][j]
             take = self.cursors[p, j] + np.arange(sel.sum())
             idx[sel] = positions[take % len(positions)]
             self.cursors[p, j] += sel.sum()
