@@ -269,7 +269,19 @@ class _Pack(beam.DoFn):
             perm = rng.permutation(len(seqs))
             seqs, doms = seqs[perm], doms[perm]
         if len(seqs):
-            write_indexed(os.path.join(self.out, prefix), seqs, doms)
+            if is_local(self.out):
+                write_indexed(os.path.join(self.out, prefix), seqs, doms)
+            else:  # gs:// and other Beam filesystems: write locally, then copy each file up
+                import tempfile
+
+                from apache_beam.io.filesystems import FileSystems
+
+                with tempfile.TemporaryDirectory() as local:
+                    write_indexed(os.path.join(local, "shard"), seqs, doms)
+                    for ext in (".bin", ".domains.npy", ".idx"):  # the .idx last, as locally
+                        with open(os.path.join(local, "shard" + ext), "rb") as src, \
+                                FileSystems.create(join(self.out, prefix + ext)) as dst:
+                            shutil.copyfileobj(src, dst, 1 << 24)
         yield {"phase": phase, "shard": shard, "prefix": prefix, "sequences": int(len(seqs)),
                "domains": {names[d]: s for d, s in stats.items()}}
 
