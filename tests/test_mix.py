@@ -273,3 +273,19 @@ def test_cli_tokenizer_mix_and_errors(corpus, tmp_path, capsys):
     spec.write_text(spec.read_text().replace("weights: {c: 1}", "weights: {d: 1}"))
     assert main(["mix", str(spec), "--output", str(tmp_path / "out3")]) == 2
     assert "unknown domain(s) ['d']" in capsys.readouterr().err
+
+
+def test_bad_records_go_to_errors_and_are_counted(corpus, tmp_path):
+    root, _ = corpus
+    bad = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"id": f"d{i}", "text": f"Paragraph number {i} about the weather and the trains. " * 3})
+             for i in range(200)]
+    lines.insert(50, '{"id": "broken", "text": "unterminated')
+    bad.write_text("\n".join(lines) + "\n")
+    spec = _spec(root, total_tokens=3000, heldout_tokens=0, phases=None, weights={"j": 1},
+                 domains={"j": {"path": str(bad)}})
+    m = run_mix(spec, str(tmp_path / "out")).manifest
+    d = m["domains"]["j"]
+    assert d["errors"] == 1 and d["documents_in"] == 201 and d["documents_tokenized"] == 200
+    errors = pq.read_table(str(tmp_path / "out" / "errors")).to_pylist()
+    assert len(errors) == 1 and errors[0]["file"] == str(bad) and errors[0]["location"] == "line 51"
