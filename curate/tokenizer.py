@@ -40,7 +40,9 @@ class LoadedTokenizer:
         return np.uint16 if self.vocab_size <= 65535 else np.int32
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast skips character offsets, which nothing here uses (about 15% less CPU)
+        encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
 def _tokenizer_file(path: str) -> str:

@@ -24,6 +24,7 @@ the output depends only on the inputs, the spec and the seed (not on workers or 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -114,7 +115,7 @@ class _Tokenize(beam.DoFn):
         if batch.num_rows == 0:
             return
         ids = self.tok.encode_batch(batch.column("text").to_pylist())
-        lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         empty = lens == 0
         self.counts.dropped("no_tokens", int(empty.sum()))
         self.counts.kept.inc(int((~empty).sum()))
@@ -122,7 +123,7 @@ class _Tokenize(beam.DoFn):
         lens = lens[~empty]
         if len(lens) == 0:
             return
-        flat = np.fromiter((t for x in ids for t in x), dtype=self.tok.token_dtype, count=int(lens.sum()))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self.tok.token_dtype, count=int(lens.sum()))
         offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
         table = pa.table({"h": h, "tokens": tokens})
