@@ -17,7 +17,6 @@ sys.path.insert(0, HERE)
 
 
 def main():
-    import glob
     import json
 
     import numpy as np

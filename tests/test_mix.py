@@ -185,6 +185,10 @@ def test_where_filter_on_score_column(corpus, tmp_path):
     a, b = m["domains"]["a"], m["domains"]["b"]
     assert 0.4 < a["documents_tokenized"] / a["documents_in"] < 0.6
     assert a["dropped"]["where"] + a["documents_tokenized"] == a["documents_in"]
+    table = pq.read_table(str(root / "b"))
+    expected_b = sum(1 for i, s in zip(table.column("id").to_pylist(), table.column("score").to_pylist())
+                     if s < 0.5 and i != "b-0")
+    assert b["documents_tokenized"] == expected_b
     assert [ph["name"] for ph in m["phases"]] == ["main"]
 
 
