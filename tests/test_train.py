@@ -182,3 +182,23 @@ def test_config_errors_name_lines(mixdir, tmp_path):
         parse_config("data: x\noutput: y\nreweight: {strategy: linuper}\n", "t.yaml")
     with pytest.raises(FileNotFoundError, match="curate mix"):
         Trainer(_cfg(tmp_path, tmp_path / "o"), quiet=True)
+
+
+def test_bf16_autocast_path_runs_on_cpu(mixdir, tmp_path):
+    """The GPU precision path (bf16 autocast) exercised on CPU, where torch supports it too."""
+    res = run_train(_cfg(mixdir, tmp_path / "bf16", max_steps=6, dtype="bfloat16", eval_every=3), quiet=True)
+    assert np.isfinite(res["heldout"]["x"]) and res["heldout"]["x"] < 6.5
+
+
+def test_125m_example_config_builds_a_125m_model(mixdir):
+    from curate.train.config import load_config
+    from curate.train.trainer import MixData, build_model, model_flops_per_token
+
+    cfg = load_config(os.path.join(ROOT, "samples", "train-125m.yaml"))
+    data = MixData(str(mixdir))
+    data.manifest["tokenizer"]["vocab_size"] = 49152  # the shape with a SmolLM-sized vocabulary
+    with torch.device("meta"):
+        model = build_model(cfg, data)
+    n = sum(p.numel() for p in model.parameters())
+    assert 120e6 < n < 140e6, n
+    assert model_flops_per_token(model, 2048) > 6 * n
