@@ -41,6 +41,7 @@ class OnlineMixtureSection:
     eta: float = 0.5
     every: int = 0  # steps between weight updates; 0: every eval_every
     min_weight: float = 0.0
+    graph: list[list[float]] | None = None  # Skill-it skill graph, row i: how training on domain i helps each domain
 
 
 @dataclass

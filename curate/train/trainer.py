@@ -201,7 +201,8 @@ class Trainer:
             if not self.data.valid:
                 raise ValueError("online_mixture needs held-out data per domain: set heldout_tokens in the mixture spec")
             self.mixture = OnlineMixture(self.data.domains, self._phase_shares(0), eta=cfg.online_mixture.eta,
-                                         min_weight=cfg.online_mixture.min_weight)
+                                         min_weight=cfg.online_mixture.min_weight,
+                                         graph=np.array(cfg.online_mixture.graph) if cfg.online_mixture.graph else None)
             self.cursors = np.zeros((len(self.data.phases), len(self.data.domains)), dtype=np.int64)
         self.step = 0
         self.flops_per_token = model_flops_per_token(self.model, self.data.seq_length)
@@ -344,6 +345,11 @@ class Trainer:
 
         if self.step == 0 and self.data.valid:
             write({"step": 0, "tokens": 0, "heldout": self.evaluate_heldout()})
+        for i, ph in enumerate(self.data.phases):
+            passes = (self.bounds[i + 1] - self.bounds[i]) * self.batch / max(ph["n"], 1)
+            if passes > 1.0001 and self.mixture is None:
+                self._print(f"note: the run is longer than the mix: phase {ph['name']} is read {passes:.2f} times "
+                            "(its sequences repeat; mix more tokens to avoid that)")
         progress = _Progress(self.max_steps, self.step, quiet=self.quiet)
         self.model.train()
         t_last, steps_since = time.perf_counter(), 0
