@@ -15,6 +15,14 @@ def _quiet():
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
+def _problems(title: str, e) -> int:
+    """Print a RecipeError's problems under ``title`` on stderr; the exit code for bad input."""
+    print(title, file=sys.stderr)
+    for line in e.problems:
+        print("  " + line, file=sys.stderr)
+    return 2
+
+
 def cmd_run(args, beam_args) -> int:
     from rich.console import Console
 
@@ -100,23 +108,17 @@ def cmd_train_tokenizer(args, beam_args) -> int:
 def cmd_mix(args, beam_args) -> int:
     from curate.core.recipe import RecipeError
     from curate.mix.pipeline import run_mix
-    from curate.mix.spec import MixError, load_spec
+    from curate.mix.spec import load_spec
 
     try:
         spec = load_spec(args.spec)
     except RecipeError as e:
-        print("mixture spec error", file=sys.stderr)
-        for line in e.problems:
-            print("  " + line, file=sys.stderr)
-        return 2
+        return _problems("mixture spec error", e)
     if args.seed is not None:
         spec.seed = args.seed
     try:
         res = run_mix(spec, args.output, runner=args.runner, workers=args.workers, beam_args=beam_args)
-    except MixError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # MixError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(res.summary())
@@ -130,10 +132,7 @@ def cmd_train(args, beam_args) -> int:
     try:
         cfg = load_config(args.config)
     except RecipeError as e:
-        print("trainer config error", file=sys.stderr)
-        for line in e.problems:
-            print("  " + line, file=sys.stderr)
-        return 2
+        return _problems("trainer config error", e)
     for key in ("data", "output", "max_steps"):
         value = getattr(args, key)
         if value is not None:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
 import xxhash
 
-from curate.io.readers import is_local, open_raw
-from curate.io.writers import join
+from curate.io.readers import is_local, read_bytes
+from curate.io.writers import join, write_bytes
 
 INLINE_BYTES = 16 << 10
 
@@ -31,8 +30,7 @@ class Spilled:
     path: str
 
     def load(self):
-        with open_raw(self.path) as f:
-            return pickle.loads(f.read())
+        return pickle.loads(read_bytes(self.path))
 
 
 def load(value):
@@ -51,18 +49,8 @@ class _Spill(beam.DoFn):
             return
         name = xxhash.xxh3_64_hexdigest(repr(key).encode())
         path = join(self.folder, f"{name}-{xxhash.xxh3_128_hexdigest(data)}.pkl")
-        if is_local(path):
-            if not os.path.exists(path):
-                os.makedirs(self.folder, exist_ok=True)
-                tmp = f"{path}.{uuid.uuid4().hex[:8]}"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-        else:
-            from apache_beam.io.filesystems import FileSystems
-
-            with FileSystems.create(path) as f:
-                f.write(data)
+        if not (is_local(path) and os.path.exists(path)):  # content-addressed: an existing file is this payload
+            write_bytes(path, data)
         yield key, Spilled(path)
 
 

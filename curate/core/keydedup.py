@@ -14,8 +14,6 @@ and no worker holds more than one bucket: memory is bounded by batch size and bu
 """
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Callable
 
 import apache_beam as beam
@@ -27,37 +25,11 @@ from curate import schema as S
 from curate.core import exchange, progress
 from curate.core.groups import groups
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
-from curate.io.readers import is_local
-from curate.io.writers import join
+from curate.io.readers import read_ipc
+from curate.io.writers import join, write_ipc
 
 # keyer(batch) -> (keys: (n, 2) uint64, valid: bool mask or None, ranks: pa.Array of strings or None)
 Keyer = Callable[[pa.RecordBatch], tuple]
-
-
-def _write_ipc(batch: pa.RecordBatch, path: str) -> None:
-    folder, name = path.rsplit("/", 1)
-    tmp = join(folder, f".{name}.{uuid.uuid4().hex[:8]}")
-    if is_local(path):
-        os.makedirs(folder, exist_ok=True)
-        with pa.OSFile(tmp, "wb") as f, pa.ipc.new_file(f, batch.schema) as w:
-            w.write_batch(batch)
-        os.replace(tmp, path)
-        return
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.create(tmp) as f, pa.ipc.new_file(f, batch.schema) as w:
-        w.write_batch(batch)
-    FileSystems.rename([tmp], [path])
-
-
-def _read_ipc(path: str) -> pa.RecordBatch:
-    if is_local(path):
-        with pa.OSFile(path) as f:
-            return pa.ipc.open_file(f).get_batch(0)
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as f:
-        return pa.ipc.open_file(pa.BufferReader(f.read())).get_batch(0)
 
 
 class _Materialize(beam.DoFn):
@@ -67,7 +39,7 @@ class _Materialize(beam.DoFn):
     def process(self, batch: pa.RecordBatch):
         key = S.batch_key(batch)
         path = join(self.folder, f"{key}.arrow")
-        _write_ipc(batch, path)
+        write_ipc(batch, path)
         yield path, batch.num_rows
         keys, valid, ranks = self.keyer(batch)
         rows = np.arange(batch.num_rows, dtype=np.int64)
@@ -120,7 +92,7 @@ class _ApplyDrops(beam.DoFn):
 
     def process(self, item):
         path, grouped = item
-        batch = _read_ipc(path)
+        batch = read_ipc(path)
         n = batch.num_rows
         self.counts.n_in.inc(n)
         mask = np.ones(n, dtype=bool)

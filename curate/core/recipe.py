@@ -185,14 +185,18 @@ def configure(cls, params: dict, where: str, lines: dict, path: tuple, what: str
 # --------------------------------------------------------------------------------- the recipe
 
 
-def load_recipe(path: str, input_override: list[str] | None = None, output_override: str | None = None,
-                check_inputs: bool = True) -> Recipe:
+def read_text(path: str, what: str) -> str:
+    """The text of a YAML file; a RecipeError naming the file when it cannot be read."""
     try:
         with open(path) as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
-        raise RecipeError([f"{path}: cannot read recipe: {e.strerror}"]) from None
-    return parse_recipe(text, path, input_override, output_override, check_inputs)
+        raise RecipeError([f"{path}: cannot read {what}: {e.strerror}"]) from None
+
+
+def load_recipe(path: str, input_override: list[str] | None = None, output_override: str | None = None,
+                check_inputs: bool = True) -> Recipe:
+    return parse_recipe(read_text(path, "recipe"), path, input_override, output_override, check_inputs)
 
 
 def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output_override=None,

@@ -29,7 +29,7 @@ from curate.core.registry import StageContext, build_stage
 from curate.core.stage import ERRORS, KEPT, NAMESPACE, REJECTED
 from curate.io.readers import is_local
 from curate.io.transforms import ReadInput
-from curate.io.writers import WriteBatches, join
+from curate.io.writers import WriteBatches, join, write_bytes
 
 LOCAL_RUNNERS = (None, "", "local", "DirectRunner", "FnApiRunner", "InProcess")
 OUTPUT_PARTS = ("data", "rejected", "errors", "_tmp", "stats.json")
@@ -174,10 +174,10 @@ class RunResult:
         }
 
 
-def _clean_output(path: str) -> None:
-    """Remove what an earlier (possibly crashed) run left in our own subfolders; nothing else."""
+def clean_output(path: str, parts=OUTPUT_PARTS) -> None:
+    """Remove what an earlier (possibly crashed) run left in our own ``parts`` of ``path``; nothing else."""
     if is_local(path):
-        for part in OUTPUT_PARTS:
+        for part in parts:
             target = os.path.join(path, part)
             if os.path.isdir(target):
                 shutil.rmtree(target)
@@ -187,7 +187,7 @@ def _clean_output(path: str) -> None:
         return
     from apache_beam.io.filesystems import FileSystems
 
-    for part in OUTPUT_PARTS:
+    for part in parts:
         target = join(path, part)
         matches = FileSystems.match([target + "/**"])[0].metadata_list
         if matches:
@@ -209,31 +209,35 @@ def _ship_options(options: PipelineOptions) -> None:
         setup.setup_file = pyproject
 
 
-def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam_args: list[str] | None = None,
-               show_progress: bool = False) -> RunResult:
-    beam_args = list(beam_args or [])
-    local = runner in LOCAL_RUNNERS
-    options = PipelineOptions(beam_args)
-    if local:
+def pipeline_setup(runner: str | None, workers: int = 1, beam_args: list[str] | None = None):
+    """(options, Beam runner object or None, runner name, local?) for ``beam.Pipeline(runner=, options=)``.
+
+    Locally: the in-process FnApiRunner, with ``workers`` processes when > 1. Otherwise the named runner,
+    with this package shipped to its workers (``_ship_options``).
+    """
+    options = PipelineOptions(list(beam_args or []))
+    if runner in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        direct = options.view_as(DirectOptions)
         if workers > 1:
+            direct = options.view_as(DirectOptions)
             direct.direct_num_workers = workers
             direct.direct_running_mode = "multi_processing"
-        beam_runner = FnApiRunner()
-        runner_name = "local" + (f" ({workers} workers)" if workers > 1 else "")
-    else:
-        options.view_as(StandardOptions).runner = runner
-        _ship_options(options)
-        beam_runner = None
-        runner_name = runner
+        return options, FnApiRunner(), "local" + (f" ({workers} workers)" if workers > 1 else ""), True
+    options.view_as(StandardOptions).runner = runner
+    _ship_options(options)
+    return options, None, runner, False
+
+
+def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam_args: list[str] | None = None,
+               show_progress: bool = False) -> RunResult:
+    options, beam_runner, runner_name, local = pipeline_setup(runner, workers, beam_args)
     from apache_beam.options.pipeline_options import TestOptions
 
     dry_run = bool(options.view_as(TestOptions).dry_run)
     out = recipe.output.path
     if not dry_run:
-        _clean_output(out)
+        clean_output(out)
     tmp_dir = join(out, "_tmp")
     if not local:
         from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -287,16 +291,7 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
 
 
 def _write_stats(out: str, data: dict) -> None:
-    text = json.dumps(data, indent=2)
-    path = join(out, "stats.json")
-    if is_local(path):
-        with open(path, "w") as f:
-            f.write(text + "\n")
-    else:
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.create(path) as f:
-            f.write(text.encode())
+    write_bytes(join(out, "stats.json"), (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _job_steps(result) -> list[str]:

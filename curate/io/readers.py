@@ -102,6 +102,19 @@ def open_raw(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+def read_bytes(path: str) -> bytes:
+    with open_raw(path) as f:
+        return f.read()
+
+
+def read_ipc(path: str) -> pa.RecordBatch:
+    """The record batch of a one-batch Arrow IPC file written by ``curate.io.writers.write_ipc``."""
+    if is_local(path):
+        with pa.OSFile(path.removeprefix("file://")) as f:
+            return pa.ipc.open_file(f).get_batch(0)
+    return pa.ipc.open_file(pa.BufferReader(read_bytes(path))).get_batch(0)
+
+
 class TruncatedStream(Exception):
     """A compressed stream ended early or is corrupt; every complete line before it was yielded."""
 

@@ -38,6 +38,42 @@ def write_parquet(batch: pa.RecordBatch | pa.Table, path: str, compression: str 
     FileSystems.rename([tmp], [path])
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary name, then a rename), locally or on any Beam filesystem."""
+    folder, name = path.rsplit("/", 1)
+    tmp = join(folder, f".{name}.{uuid.uuid4().hex[:8]}.inprogress")
+    if is_local(path):
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def write_ipc(batch: pa.RecordBatch, path: str) -> None:
+    """One record batch as an Arrow IPC file, atomically (scratch files of global stages and of the mix)."""
+    folder, name = path.rsplit("/", 1)
+    tmp = join(folder, f".{name}.{uuid.uuid4().hex[:8]}")
+    if is_local(path):
+        os.makedirs(folder, exist_ok=True)
+        with pa.OSFile(tmp, "wb") as f, pa.ipc.new_file(f, batch.schema) as w:
+            w.write_batch(batch)
+        os.replace(tmp, path)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(tmp) as f, pa.ipc.new_file(f, batch.schema) as w:
+        w.write_batch(batch)
+    FileSystems.rename([tmp], [path])
+
+
 class WriteBatches(beam.DoFn):
     """Writes each batch to ``<folder>/<prefix><batch key>.parquet``; yields (path, rows)."""
 

@@ -28,7 +28,6 @@ import itertools
 import json
 import os
 import pickle
-import shutil
 import time
 from dataclasses import dataclass
 
@@ -40,11 +39,11 @@ import xxhash
 from curate import schema as S
 from curate.core import exchange
 from curate.core.stage import ERRORS, KEPT, Counts
-from curate.io.readers import InputSpec, is_local, open_raw
+from curate.io.readers import InputSpec, is_local, read_bytes, read_ipc
 from curate.io.transforms import ReadInput
-from curate.io.writers import WriteBatches, join
+from curate.io.writers import WriteBatches, join, write_bytes, write_ipc
 from curate.mix.indexed import write_indexed
-from curate.mix.spec import BUCKETS, DomainPool, MixSpec, Plan, make_plan, where_mask
+from curate.mix.spec import BUCKETS, DomainPool, MixError, MixSpec, Plan, make_plan, where_mask
 
 MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -63,25 +62,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
 
 def domain_seed(seed: int, domain: str) -> int:
     return xxhash.xxh3_64_intdigest(f"{seed}:{domain}".encode())
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    if is_local(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.create(path) as f:
-        f.write(data)
-
-
-def _read_bytes(path: str) -> bytes:
-    with open_raw(path) as f:
-        return f.read()
 
 
 # ----------------------------------------------------------------------------- pipeline 1: count
@@ -126,12 +106,7 @@ class _Tokenize(beam.DoFn):
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self.tok.token_dtype, count=int(lens.sum()))
         offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
-        table = pa.table({"h": h, "tokens": tokens})
-        path = join(self.scratch, f"{self.index:03d}-{S.batch_key(batch)}.arrow")
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_file(sink, table.schema) as w:
-            w.write_table(table)
-        _write_bytes(path, sink.getvalue().to_pybytes())
+        write_ipc(pa.record_batch({"h": h, "tokens": tokens}), join(self.scratch, f"{self.index:03d}-{S.batch_key(batch)}.arrow"))
         bucket = (h >> np.uint64(48)).astype(np.int64)
         yield self.index, (np.bincount(bucket, weights=lens + 1, minlength=BUCKETS).astype(np.int64),
                            np.bincount(bucket, minlength=BUCKETS).astype(np.int64))
@@ -170,10 +145,9 @@ class _Select(beam.DoFn):
 
     def process(self, path: str):
         d = int(os.path.basename(path).split("-", 1)[0])
-        with pa.ipc.open_file(pa.BufferReader(_read_bytes(path))) as r:
-            table = r.read_all()
-        h = table.column("h").to_numpy()
-        lists = table.column("tokens").combine_chunks()
+        batch = read_ipc(path)
+        h = batch.column("h").to_numpy()
+        lists = batch.column("tokens")
         offsets = lists.offsets.to_numpy()
         flat = lists.values.to_numpy()
         lens = np.diff(offsets)
@@ -275,14 +249,11 @@ class _Pack(beam.DoFn):
             else:  # gs:// and other Beam filesystems: write locally, then copy each file up
                 import tempfile
 
-                from apache_beam.io.filesystems import FileSystems
-
                 with tempfile.TemporaryDirectory() as local:
                     write_indexed(os.path.join(local, "shard"), seqs, doms)
                     for ext in (".bin", ".domains.npy", ".idx"):  # the .idx last, as locally
-                        with open(os.path.join(local, "shard" + ext), "rb") as src, \
-                                FileSystems.create(join(self.out, prefix + ext)) as dst:
-                            shutil.copyfileobj(src, dst, 1 << 24)
+                        with open(os.path.join(local, "shard" + ext), "rb") as f:
+                            write_bytes(join(self.out, prefix + ext), f.read())
         yield {"phase": phase, "shard": shard, "prefix": prefix, "sequences": int(len(seqs)),
                "domains": {names[d]: s for d, s in stats.items()}}
 
@@ -290,25 +261,11 @@ class _Pack(beam.DoFn):
 # --------------------------------------------------------------------------------------- driver
 
 
-def _beam_pipeline(runner, workers, beam_args):
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+def _pipeline(runner, workers, beam_args):
+    from curate.core.runner import pipeline_setup
 
-    from curate.core.runner import LOCAL_RUNNERS
-
-    options = PipelineOptions(list(beam_args or []))
-    if runner in LOCAL_RUNNERS:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        if workers > 1:
-            direct = options.view_as(DirectOptions)
-            direct.direct_num_workers = workers
-            direct.direct_running_mode = "multi_processing"
-        return beam.Pipeline(runner=FnApiRunner(), options=options), True
-    options.view_as(StandardOptions).runner = runner
-    from curate.core.runner import _ship_options
-
-    _ship_options(options)
-    return beam.Pipeline(options=options), False
+    options, beam_runner, _, local = pipeline_setup(runner, workers, beam_args)
+    return beam.Pipeline(runner=beam_runner, options=options), local
 
 
 @dataclass
@@ -334,22 +291,19 @@ class MixResult:
 
 def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int = 1,
             beam_args: list[str] | None = None) -> MixResult:
-    from curate.core.runner import collect_stats
+    from curate.core.runner import clean_output, collect_stats
     from curate.tokenizer import load_tokenizer
 
     start = time.time()
     tok = load_tokenizer(spec.tokenizer, spec.eos_token)  # fail before any pipeline on a bad tokenizer
     _check_where_columns(spec)
-    if is_local(output) and os.path.exists(output):
-        for sub in ["_tmp", "valid", "errors", "manifest.json"] + [p.name for p in spec.phases]:
-            path = os.path.join(output, sub)
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
+    clean_output(output, ("_tmp", "valid", "errors", "manifest.json", *(p.name for p in spec.phases)))
     tmp = join(output, "_tmp")
     scratch = join(tmp, "tokens")
     names = list(spec.domains)
 
     # 1. count
-    p, local = _beam_pipeline(runner, workers, beam_args)
+    p, local = _pipeline(runner, workers, beam_args)
     hists = []
     for i, d in enumerate(names):
         dom = spec.domains[d]
@@ -361,52 +315,40 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
     hist_path = join(tmp, "hist.pkl")
     _ = ((hists | beam.Flatten() | beam.GroupByKey()
           | beam.MapTuple(lambda k, vs: (k, _sum_hists(vs))) | beam.combiners.ToList()
-          | beam.Map(lambda rows: _write_bytes(hist_path, pickle.dumps(dict(rows))))))
+          | beam.Map(lambda rows: write_bytes(hist_path, pickle.dumps(dict(rows))))))
     result = p.run()
     result.wait_until_finish()
     read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
-    hist = pickle.loads(_read_bytes(hist_path)) if _exists(hist_path) else {}
+    hist = pickle.loads(read_bytes(hist_path))
     pools = {d: DomainPool(*hist.get(i, (np.zeros(BUCKETS, np.int64), np.zeros(BUCKETS, np.int64))))
              for i, d in enumerate(names)}
 
     # 2. plan
     try:
         plan = make_plan(spec, pools)
-    except Exception:
-        if is_local(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    except MixError:
+        clean_output(output, ("_tmp",))
         raise
 
     # 3. select, shuffle, pack, write
     files = _list(scratch)
-    p, local = _beam_pipeline(runner, workers, beam_args)
+    p, local = _pipeline(runner, workers, beam_args)
     stats_path = join(tmp, "shards.pkl")
     _ = (p | beam.Create(sorted(files)) | beam.Reshuffle()
          | "Select" >> beam.ParDo(_Select(spec, plan))
          | "Shuffle" >> exchange.GroupByKey(join(tmp, "spill") if local else None)
          | "Pack" >> beam.ParDo(_Pack(spec, output, tok.eos_id, tok.token_dtype))
          | beam.combiners.ToList()
-         | beam.Map(lambda rows: _write_bytes(stats_path, pickle.dumps(rows))))
+         | beam.Map(lambda rows: write_bytes(stats_path, pickle.dumps(rows))))
     p.run().wait_until_finish()
-    shards = pickle.loads(_read_bytes(stats_path)) if _exists(stats_path) else []
+    shards = pickle.loads(read_bytes(stats_path))
     manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output)
-    _write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
-    if is_local(tmp):
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
+    clean_output(output, ("_tmp",))
     return MixResult(manifest, time.time() - start, read_stats)
 
 
-def _exists(path: str) -> bool:
-    if is_local(path):
-        return os.path.exists(path)
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems.exists(path)
-
-
 def _list(folder: str) -> list[str]:
-    if is_local(folder):
-        return [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".arrow")] if os.path.isdir(folder) else []
     from apache_beam.io.filesystems import FileSystems
 
     return [m.path for m in FileSystems.match([join(folder, "*.arrow")])[0].metadata_list]

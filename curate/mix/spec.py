@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curate.core.recipe import RecipeError, _load_with_lines, configure
+from curate.core.recipe import RecipeError, _load_with_lines, configure, read_text
 
 BUCKETS = 1 << 16  # hash buckets per domain: the granularity of deterministic sampling
 
@@ -239,12 +239,7 @@ def _check_phases(spec: MixSpec, where: str, lines: dict) -> list[str]:
 
 
 def load_spec(path: str) -> MixSpec:
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise RecipeError([f"{path}: cannot read mixture spec: {e.strerror}"]) from None
-    return parse_spec(text, path)
+    return parse_spec(read_text(path, "mixture spec"), path)
 
 
 # ------------------------------------------------------------------------------------ planning

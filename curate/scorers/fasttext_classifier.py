@@ -38,10 +38,10 @@ from apache_beam.metrics import Metrics
 
 from curate import schema as S
 from curate.core import progress
-from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, Filter, Scorer, apply_routing_errors, concat, emit_split
-from curate.io.writers import join
+from curate.io.readers import read_ipc
+from curate.io.writers import join, write_ipc
 
 POS, NEG = "__label__pos", "__label__neg"
 KINDS = ("quality", "toxicity")
@@ -289,7 +289,7 @@ class _ScoreAndCount(beam.DoFn):
             raise ValueError(f"quality_select: the batches have no {cfg.score_column!r} column: set 'model', or run a "
                              f"stage that adds it (e.g. quality_classifier with mode: annotate) before quality_select")
         path = join(self.folder, f"{key}.arrow")
-        _write_ipc(batch, path)
+        write_ipc(batch, path)
         yield path
         scores = pc.cast(batch.column(cfg.score_column), pa.float64()).to_numpy(zero_copy_only=False)
         chars = pc.utf8_length(batch.column(S.TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -309,7 +309,7 @@ class _Select(beam.DoFn):
 
     def process(self, path, threshold):
         cfg = self.cfg
-        batch = _read_ipc(path)
+        batch = read_ipc(path)
         n = batch.num_rows
         progress.add(self.stage, n)
         scores = pc.cast(batch.column(cfg.score_column), pa.float64()).to_numpy(zero_copy_only=False)

@@ -29,10 +29,10 @@ from curate.core import minhash
 from curate.core import exchange, progress
 from curate.core.groups import groups
 from curate.core.components import ConnectedComponents, both_directions, split_by_partition
-from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
-from curate.io.writers import join
+from curate.io.readers import read_ipc
+from curate.io.writers import join, write_ipc
 
 # uid = file (20 bits) | shard (14) | batch (14) | row (16)
 _LIMITS = (1 << 20, 1 << 14, 1 << 14, 1 << 16)
@@ -70,7 +70,7 @@ class _Signatures(beam.DoFn):
         base = uid_base(key)
         if batch.num_rows >= _LIMITS[3]:
             raise ValueError(f"fuzzy_dedup: batches of {batch.num_rows} documents; input.batch_size must be < 65536")
-        _write_ipc(batch, path)
+        write_ipc(batch, path)
         yield path, batch.num_rows
         c = self.cfg
         sig, valid = minhash.signatures(batch.column(S.TEXT), c.ngram, c.bands * c.rows, c.seed)
@@ -144,7 +144,7 @@ class _HeadShingles(beam.DoFn):
         heads = np.concatenate([p[1] for p in pairs])
         members = np.concatenate([p[2] for p in pairs])
         uniq_rows, inverse = np.unique(rows, return_inverse=True)
-        sets = _shingle_sets(_read_ipc(path), uniq_rows, self.ngram, self.seed)
+        sets = _shingle_sets(read_ipc(path), uniq_rows, self.ngram, self.seed)
         for mpath, _, idx in _split_uids(members, self.folder):
             yield mpath, (heads[idx], members[idx], [sets[inverse[i]] for i in idx])
 
@@ -166,7 +166,7 @@ class _Verify(beam.DoFn):
         heads_in = list(grouped["heads"])
         if not heads_in or not list(grouped["n"]):
             return
-        batch = _read_ipc(path)
+        batch = read_ipc(path)
         base = uid_base(S.batch_key(batch))
         heads = np.concatenate([h[0] for h in heads_in])
         members = np.concatenate([h[1] for h in heads_in])
@@ -212,7 +212,7 @@ class _Ranks(beam.DoFn):
             return
         rows = np.concatenate([m[0] for m in members])
         labels = np.concatenate([m[1] for m in members])
-        batch = _read_ipc(path)
+        batch = read_ipc(path)
         ids = batch.column(S.ID).take(pa.array(rows))
         if self.score_column and self.score_column in batch.schema.names:
             scores = batch.column(self.score_column).take(pa.array(rows)).cast(pa.float64()).fill_null(float("-inf"))
@@ -261,7 +261,7 @@ class _Apply(beam.DoFn):
         path, grouped = item
         if not list(grouped["n"]):
             return
-        batch = _read_ipc(path)
+        batch = read_ipc(path)
         n = batch.num_rows
         self.counts.n_in.inc(n)
         progress.add(self.stage, n)

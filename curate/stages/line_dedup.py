@@ -30,10 +30,10 @@ from apache_beam.metrics import Metrics
 from curate import schema as S
 from curate.core import exchange, progress
 from curate.core.groups import groups
-from curate.core.keydedup import _read_ipc, _write_ipc
 from curate.core.registry import GlobalStage, StageContext, register
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
-from curate.io.writers import join
+from curate.io.readers import read_ipc
+from curate.io.writers import join, write_ipc
 
 SEPARATORS = {"line": ("\n", "\n"), "paragraph": (r"\n[ \t\r]*\n", "\n\n")}
 
@@ -61,7 +61,7 @@ class _Count(beam.DoFn):
 
     def process(self, batch: pa.RecordBatch):
         path = join(self.folder, f"{S.batch_key(batch)}.arrow")
-        _write_ipc(batch, path)
+        write_ipc(batch, path)
         yield path
         _, offsets, h, blank = split_units(batch.column(S.TEXT), self.cfg.unit, self.cfg.lowercase)
         doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
@@ -107,7 +107,7 @@ class _Strip(beam.DoFn):
         self.removed = Metrics.counter("curate.info", f"{self.stage}_units_removed")
 
     def process(self, path, frequent):
-        batch = _read_ipc(path)
+        batch = read_ipc(path)
         n = batch.num_rows
         self.counts.n_in.inc(n)
         progress.add(self.stage, n)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from curate.core.recipe import RecipeError, _load_with_lines, configure
+from curate.core.recipe import RecipeError, _load_with_lines, configure, read_text
 
 
 @dataclass
@@ -130,9 +130,4 @@ def parse_config(text: str, where: str = "<config>", base_dir: str | None = None
 
 
 def load_config(path: str) -> TrainConfig:
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise RecipeError([f"{path}: cannot read trainer config: {e.strerror}"]) from None
-    return parse_config(text, path)
+    return parse_config(read_text(path, "trainer config"), path)

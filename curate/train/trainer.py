@@ -429,8 +429,8 @@ def _truncate_log(path: str, step: int) -> None:
     if not os.path.exists(path):
         return
     with open(path) as f:
-        keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step
-                and not json.loads(line).get("final")]
+        keep = [line for line, rec in ((line, json.loads(line)) for line in f if line.strip())
+                if rec.get("step", 0) <= step and not rec.get("final")]
     with open(path, "w") as f:
         f.writelines(keep)
 
