@@ -108,17 +108,7 @@ class _Tokenize(beam.DoFn):
         tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
         write_ipc(pa.record_batch({"h": h, "tokens": tokens}), join(self.scratch, f"{self.index:03d}-{S.batch_key(batch)}.arrow"))
         bucket = (h >> np.uint64(48)).astype(np.int64)
-        yield self.index, (np.bincount(bucket, weights=lens + 1, minlength=BUCKETS).astype(np.int64),
-                           np.bincount(bucket, minlength=BUCKETS).astype(np.int64))
-
-
-def _sum_hists(values):
-    tok = np.zeros(BUCKETS, dtype=np.int64)
-    docs = np.zeros(BUCKETS, dtype=np.int64)
-    for t, d in values:
-        tok += t
-        docs += d
-    return tok, docs
+        yield self.index, np.bincount(bucket, weights=lens + 1, minlength=BUCKETS).astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ pipeline 2: pack
@@ -313,14 +303,14 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
         _ = read[ERRORS] | f"Errors[{d}]" >> beam.ParDo(WriteBatches(join(output, "errors"), prefix=f"{d}-"))
         hists.append(read[KEPT] | f"Tokenize[{d}]" >> beam.ParDo(_Tokenize(spec, d, i, scratch)))
     hist_path = join(tmp, "hist.pkl")
-    _ = ((hists | beam.Flatten() | beam.GroupByKey()
-          | beam.MapTuple(lambda k, vs: (k, _sum_hists(vs))) | beam.combiners.ToList()
+    _ = ((hists | beam.Flatten() | beam.CombinePerKey(sum)  # histograms, summed per domain
+          | beam.combiners.ToList()
           | beam.Map(lambda rows: write_bytes(hist_path, pickle.dumps(dict(rows))))))
     result = p.run()
     result.wait_until_finish()
     read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
     hist = pickle.loads(read_bytes(hist_path))
-    pools = {d: DomainPool(*hist.get(i, (np.zeros(BUCKETS, np.int64), np.zeros(BUCKETS, np.int64))))
+    pools = {d: DomainPool(hist.get(i, np.zeros(BUCKETS, np.int64)))
              for i, d in enumerate(names)}
 
     # 2. plan

@@ -247,10 +247,9 @@ def load_spec(path: str) -> MixSpec:
 
 @dataclass
 class DomainPool:
-    """What a domain offers after tokenization: token and document counts per hash bucket."""
+    """What a domain offers after tokenization: its token count per hash bucket."""
 
     tokens: np.ndarray  # int64[BUCKETS], tokens (with EOS) per bucket
-    docs: np.ndarray  # int64[BUCKETS]
     heldout_from: int = BUCKETS  # buckets >= this are held out
 
     @property
