@@ -38,7 +38,7 @@ stages:
 """)
     assert f"{path}:2: input: '/nonexistent/*.jsonl' matches no file" in problems
     assert any(p.startswith(f"{path}:3: input: parameter 'batch_size' must be int") for p in problems)
-    assert any(p.startswith(f"{path}:6: stage 'sample': fraction must be between 0 and 1") for p in problems)
+    assert f"{path}:6: stage 'sample': parameter 'fraction' must be <= 1, got 1.5" in problems
 
 
 def test_valid_recipe_and_overrides(tmp_path):

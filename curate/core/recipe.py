@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import glob
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +27,8 @@ from typing import Any, Literal
 import yaml
 
 from curate.core.registry import all_stages, params_of
-from curate.io.readers import FORMATS, InputSpec
+from curate.core.safety import NOT_DATA, UserError, check_name, check_output, resolve_input
+from curate.io.readers import FORMATS, InputSpec, detect_format
 
 
 class RecipeError(ValueError):
@@ -36,11 +39,14 @@ class RecipeError(ValueError):
         super().__init__("\n".join(problems))
 
 
+COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
+
+
 @dataclass
 class OutputSpec:
     path: str
     write_rejected: bool = False
-    compression: str = "zstd"
+    compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
 
 
 @dataclass
@@ -153,6 +159,52 @@ def _check(value, tp) -> tuple[bool, Any]:
     return isinstance(value, tp), value
 
 
+# ----------------------------------------------------------------------- value conventions
+#
+# Every numeric parameter of every rule, stage, spec and config follows these conventions, so a
+# new rule gets range checks without writing them (a class may override with ``limits``):
+#   * numbers are finite and >= 0 (there is no negative count, length, score or seed here);
+#   * counts of things that must exist at least once are >= 1 (partitions, buckets, bands, ...);
+#   * fractions, thresholds and probabilities lie in [0, 1];
+#   * ``min_X`` <= ``max_X`` when both are set.
+AT_LEAST_ONE = re.compile(r"^(partitions|buckets|bands|rows|num_perm|ngram|rounds|max_doc_frequency|vocab_size)$|_size$|_bytes$")
+UNIT_INTERVAL = re.compile(r"(^|_)(frac|fraction|thr|threshold|prob|probability)(_|$)|^(min|max)_score$")
+
+
+def range_problem(cls, name: str, value) -> str | None:
+    """The convention (or the class's ``limits``) that ``value`` of parameter ``name`` breaks, if any."""
+    limits = getattr(cls, "limits", None) or {}
+    if isinstance(value, dict):
+        for v in value.values():
+            p = range_problem(cls, name, v)
+            if p:
+                return p
+        return None
+    if isinstance(value, list):
+        for v in value:
+            p = range_problem(cls, name, v)
+            if p:
+                return p
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if name in limits:
+        lo, hi = limits[name]
+    elif AT_LEAST_ONE.search(name):
+        lo, hi = 1, None
+    elif UNIT_INTERVAL.search(name):
+        lo, hi = 0, 1
+    else:
+        lo, hi = 0, None
+    if lo is not None and value < lo:
+        return f"must be >= {lo}, got {value!r}"
+    if hi is not None and value > hi:
+        return f"must be <= {hi}, got {value!r}"
+    return None
+
+
 def configure(cls, params: dict, where: str, lines: dict, path: tuple, what: str) -> tuple[Any, list[str]]:
     """Instantiate a dataclass from recipe params, collecting every problem with its line."""
     problems = []
@@ -170,16 +222,29 @@ def configure(cls, params: dict, where: str, lines: dict, path: tuple, what: str
         if not ok:
             problems.append(f"{where}:{line}: {what}: parameter {key!r} must be {_type_name(hints[key])}, got {value!r}")
             continue
+        bad = range_problem(cls, key, coerced)
+        if bad:
+            problems.append(f"{where}:{line}: {what}: parameter {key!r} {bad}")
+            continue
         kwargs[key] = coerced
+
     for name, f in fields.items():
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in kwargs:
             problems.append(f"{where}:{lines.get(path, 0)}: {what}: missing required parameter {name!r}")
     if problems:
         return None, problems
     try:
-        return cls(**kwargs), []
+        obj = cls(**kwargs)
     except (ValueError, TypeError) as e:
         return None, [f"{where}:{lines.get(path, 0)}: {what}: {e}"]
+    for key in fields:
+        other = "max_" + key[4:]
+        if key.startswith("min_") and other in fields:
+            lo, hi = getattr(obj, key, None), getattr(obj, other, None)
+            if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+                at = lines.get(path + (key,), lines.get(path + (other,), lines.get(path, 0)))
+                problems.append(f"{where}:{at}: {what}: {key} ({lo!r}) is greater than {other} ({hi!r})")
+    return (None, problems) if problems else (obj, [])
 
 
 # --------------------------------------------------------------------------------- the recipe
@@ -231,14 +296,15 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
             problems.append(f"{where}:{lines.get(('input', 'format'), 0)}: input: format must be one of {FORMATS + ('auto',)}")
         if check_inputs and isinstance(raw_in["path"], list):
             for i, pattern in enumerate(raw_in["path"]):
-                if not isinstance(pattern, str) or "://" in pattern:
-                    continue  # remote: listed by the workers at run time
-                if not glob.glob(pattern):
-                    line = lines.get(("input", "path", i), lines.get(("input", "path"), 0))
-                    src = "--input" if input_override else f"{where}:{line}"
-                    problems.append(f"{src}: input: {pattern!r} matches no file")
+                line = lines.get(("input", "path", i), lines.get(("input", "path"), 0))
+                src = "--input" if input_override else f"{where}:{line}"
+                problems += [f"{src}: input: {p}" for p in _input_problems(pattern, spec.format if spec else "auto")]
         if spec is not None:
             spec.path = [_abs(p) for p in spec.path]
+            try:
+                spec.path = [p if "://" in p else resolve_input(p) for p in spec.path]  # remote: checked by the workers
+            except UserError as e:
+                problems.append(f"{'--input' if input_override else where}: {e}")
 
     # output
     raw_out = data.get("output")
@@ -255,6 +321,11 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
         problems += errs
         if out is not None:
             out.path = _abs(out.path)
+            if check_inputs and spec is not None:
+                try:
+                    check_output(out.path, spec.path, "the output")
+                except UserError as e:
+                    problems.append(f"{'--output' if output_override else where + ':' + str(lines.get(('output',), 1))}: {e}")
 
     # stages
     stages = []
@@ -286,6 +357,10 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
         if name is None:
             names_seen[stype] = names_seen.get(stype, 0) + 1
             name = stype if names_seen[stype] == 1 else f"{stype}_{names_seen[stype]}"
+        bad = check_name(name, "stage name")
+        if bad:  # stage names become file names (rejected/<stage>-..., errors/<stage>-...) and metric keys
+            problems.append(f"{where}:{lines.get(('stages', i, stype, 'name'), line)}: {bad}")
+            continue
         obj, errs = configure(registry[stype], params, where, lines, ("stages", i, stype), f"stage {stype!r}")
         problems += errs
         if obj is not None:
@@ -296,6 +371,36 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
     if problems:
         raise RecipeError(problems)
     return Recipe(where, spec, out, stages)
+
+
+def _input_problems(pattern, fmt: str) -> list[str]:
+    """What is wrong with one local input pattern: matches nothing, or files of no format curate reads."""
+    if not isinstance(pattern, str):
+        return [f"{pattern!r} is not a path"]
+    if "://" in pattern and not pattern.startswith("file://"):
+        return []  # remote: listed by the workers at run time
+    local = pattern.removeprefix("file://")
+    found = glob.glob(local)
+    if not found:
+        return [f"{pattern!r} matches no file"]
+    if fmt != "auto":
+        return []
+    problems = []
+    for path in sorted(found):
+        if os.path.isdir(path):
+            continue
+        if os.path.basename(path) in NOT_DATA:
+            problems.append(f"{path!r} is not a data file ({os.path.basename(path)} is written beside data, not records); "
+                            "give the data files or their folder")
+            continue
+        try:
+            detect_format(path)
+        except ValueError:
+            problems.append(f"{path!r}: cannot tell the format from the file name (jsonl, json, ndjson, parquet, arrow, "
+                            "warc, optionally .gz/.zst); rename it or set input.format")
+        if len(problems) >= 3:
+            break
+    return problems
 
 
 def _abs(p: str) -> str:

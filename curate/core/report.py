@@ -8,9 +8,12 @@ from rich.table import Table
 def print_summary(res, console: Console | None = None) -> None:
     console = console or Console()
     if res.dry_run:
-        console.print(f"[bold]dry run[/] on {res.runner}: the job graph was built, nothing was submitted.")
+        console.print(f"[bold]dry run[/] on {res.runner}: the job graph was built; nothing was read, written or submitted.")
+        console.print(f"input: {', '.join(res.recipe.input.path)}", markup=False, highlight=False)
+        console.print(f"stages: {' -> '.join(res.names + ['write'])}", markup=False, highlight=False)
         if res.job_steps:
-            console.print("steps: " + ", ".join(res.job_steps))
+            console.print("steps: " + ", ".join(res.job_steps), markup=False, highlight=False)
+        console.print(f"output: {res.recipe.output.path}", markup=False, highlight=False)
         return
     t = Table(title=f"curate run: {res.recipe.source_file}", title_justify="left")
     for col in ("stage", "in", "kept", "dropped", "errors", "reasons"):
@@ -33,4 +36,10 @@ def print_summary(res, console: Console | None = None) -> None:
     )
     if res.info:
         console.print("info: " + ", ".join(f"{k} {v:,}" for k, v in res.info.items()))
+    if res.top_errors:
+        console.print("top errors (all in errors/):")
+        for e in res.top_errors:
+            console.print(f"  {e['stage']}: {e['reason']} x{e['n']:,}   e.g. {e['example']}", markup=False, highlight=False)
+    for line in res.failed:
+        console.print(f"[red]FAILED[/] {line}", highlight=False)
     console.print(f"output: {res.recipe.output.path}  (data/, errors/{', rejected/' if res.recipe.output.write_rejected else ''}, stats.json)")

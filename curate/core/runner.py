@@ -26,17 +26,23 @@ from curate.core import progress
 from curate.core.keydedup import KeyDedup
 from curate.core.recipe import Recipe
 from curate.core.registry import StageContext, build_stage
+from curate.core.safety import INCOMPLETE, SUCCESS, UserError, begin_output, check_output, finish_output
 from curate.core.stage import ERRORS, KEPT, NAMESPACE, REJECTED
 from curate.io.readers import is_local
 from curate.io.transforms import ReadInput
 from curate.io.writers import WriteBatches, join, write_bytes
 
 LOCAL_RUNNERS = (None, "", "local", "DirectRunner", "FnApiRunner", "InProcess")
-OUTPUT_PARTS = ("data", "rejected", "errors", "_tmp", "stats.json")
+OUTPUT_PARTS = ("data", "rejected", "errors", "_tmp", "stats.json", SUCCESS, INCOMPLETE)
+DEFAULT_MAX_ERROR_RATE = 0.5
 
 
 class LedgerError(RuntimeError):
     pass
+
+
+class ErrorRateError(RuntimeError):
+    """More than ``max_error_rate`` of a stage's documents were errors: the run mostly failed."""
 
 
 def _id_keyer(batch):
@@ -154,6 +160,8 @@ class RunResult:
     dry_run: bool = False
     job_steps: list[str] = field(default_factory=list)
     info: dict[str, int] = field(default_factory=dict)  # stage diagnostics (lines removed, pairs checked ...)
+    top_errors: list[dict] = field(default_factory=list)  # most frequent error reasons: stage, reason, n, example
+    failed: list[str] = field(default_factory=list)  # stages over the error-rate limit, in words
 
     def to_json(self) -> dict:
         return {
@@ -167,11 +175,31 @@ class RunResult:
             "documents_in": self.stats["read"].n_in,
             "documents_out": self.stats["write"].kept,
             "info": self.info,
+            "top_errors": self.top_errors,
+            "failed": self.failed,
             "stages": [
                 {"name": n, "in": s.n_in, "kept": s.kept, "dropped": s.dropped, "errors": s.errors, "flagged": s.flagged}
                 for n, s in ((n, self.stats[n]) for n in self.names + ["write"])
             ],
         }
+
+
+def claim_output(path: str, parts=OUTPUT_PARTS) -> None:
+    """Refuse to write into a folder that holds any of our ``parts`` without being a curate output.
+
+    ``clean_output`` removes those parts; in a folder curate did not write (no ``_SUCCESS``,
+    ``_INCOMPLETE`` or ``stats.json``) a ``data/`` may be the user's own, so nothing is removed.
+    """
+    if not is_local(path):
+        return
+    local = path.removeprefix("file://")
+    if not os.path.isdir(local):
+        return
+    ours = any(os.path.exists(os.path.join(local, m)) for m in (SUCCESS, INCOMPLETE, "stats.json"))
+    theirs = [p for p in parts if os.path.exists(os.path.join(local, p))]
+    if theirs and not ours:
+        raise UserError(f"output {path!r} already holds {', '.join(theirs)} but was not written by curate (no {SUCCESS}, "
+                        f"{INCOMPLETE} or stats.json): curate would replace them; choose another output folder")
 
 
 def clean_output(path: str, parts=OUTPUT_PARTS) -> None:
@@ -230,14 +258,26 @@ def pipeline_setup(runner: str | None, workers: int = 1, beam_args: list[str] | 
 
 
 def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam_args: list[str] | None = None,
-               show_progress: bool = False) -> RunResult:
+               show_progress: bool = False, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> RunResult:
+    """Run ``recipe``. Raises UserError before anything is written when the output is unsafe,
+    LedgerError when the ledger does not balance and ErrorRateError when a stage's error rate is over
+    ``max_error_rate`` (the output is then left marked ``_INCOMPLETE``)."""
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    if not 0 <= max_error_rate <= 1:
+        raise UserError(f"--max-error-rate must be between 0 and 1, got {max_error_rate}")
     options, beam_runner, runner_name, local = pipeline_setup(runner, workers, beam_args)
     from apache_beam.options.pipeline_options import TestOptions
 
     dry_run = bool(options.view_as(TestOptions).dry_run)
     out = recipe.output.path
+    check_output(out, recipe.input.path, "output")
+    if dry_run and local:
+        return _dry_run_local(recipe, runner_name)
     if not dry_run:
+        claim_output(out)
         clean_output(out)
+        begin_output(out, "run")
     tmp_dir = join(out, "_tmp")
     if not local:
         from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -246,7 +286,7 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
         if temp:
             tmp_dir = join(temp, "curate-" + os.path.basename(out.rstrip("/")))
 
-    progress_dir = tempfile.mkdtemp(prefix="curate-progress-") if local else None
+    progress_dir = _progress_dir() if local else None
     old_env = os.environ.get("CURATE_PROGRESS_DIR")
     if progress_dir:
         os.environ["CURATE_PROGRESS_DIR"] = progress_dir
@@ -275,6 +315,11 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
     stats = collect_stats(result, names)
     problems = check_ledger(stats, names)
     res = RunResult(recipe, names, stats, seconds, problems, runner_name, info=collect_info(result))
+    if sum(st.errors for st in stats.values()):
+        res.top_errors = top_errors(join(out, "errors"))
+    res.failed = [f"{n}: {stats[n].errors:,} of {stats[n].n_in:,} documents were errors ({stats[n].errors / stats[n].n_in:.0%}, "
+                  f"limit {max_error_rate:.0%})" for n in names
+                  if stats[n].n_in and stats[n].errors / stats[n].n_in > max_error_rate]
     _write_stats(out, res.to_json())
     if is_local(tmp_dir):
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -287,7 +332,82 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
             pass
     if problems:
         raise LedgerError("the ledger does not balance:\n  " + "\n  ".join(problems))
+    if res.failed:
+        write_bytes(join(out, INCOMPLETE), ("curate run failed: " + "; ".join(res.failed) + "\n").encode())
+    else:
+        finish_output(out)
     return res
+
+
+def top_errors(folder: str, n: int = 5) -> list[dict]:
+    """The most frequent error reasons in ``folder`` (the errors/ of a run): stage, reason, count, an example.
+
+    Reasons are grouped by their head (``malformed JSON: <detail>`` counts as ``malformed JSON``).
+    Only the small columns are read.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        files = [m.path for m in FileSystems.match([join(folder, "*.parquet")])[0].metadata_list]
+    except Exception:
+        return []
+    groups: dict[tuple[str, str], dict] = {}
+    import pyarrow.parquet as pq
+
+    from curate.io.readers import open_raw
+
+    for path in sorted(files):
+        try:
+            with open_raw(path) as f:
+                t = pq.read_table(f, columns=["stage", "reason", "n_records", "file", "location"])
+        except Exception:
+            continue
+        for stage, reason, count, file, loc in zip(*(t.column(c).to_pylist() for c in t.column_names)):
+            head = _reason_head(reason or "")
+            g = groups.setdefault((stage or "", head), {"stage": stage, "reason": head, "n": 0,
+                                                         "example": (f"{file}: {loc}" if file else loc) or ""})
+            g["n"] += count or 1
+    return sorted(groups.values(), key=lambda g: (-g["n"], g["stage"] or "", g["reason"]))[:n]
+
+
+def _reason_head(reason: str) -> str:
+    head = reason.split(": ", 1)[0] if reason.startswith(("malformed JSON", "invalid UTF-8", "HTML extraction failed",
+                                                           "corrupt", "cannot")) else reason
+    return head if len(head) <= 120 else head[:117] + "..."
+
+
+def _progress_dir() -> str:
+    """A fresh folder for the workers' progress files; folders of runs that were killed are removed."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        if name.startswith("curate-progress-"):
+            pid = name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    path = os.path.join(base, f"curate-progress-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dry_run_local(recipe: Recipe, runner_name: str) -> RunResult:
+    """Build the job graph on a pipeline that is never run: nothing is read, written or deleted."""
+    p = beam.Pipeline(runner=None, options=PipelineOptions([]))
+    names = build_pipeline(p, recipe, join(recipe.output.path, "_tmp"), spill=True)
+    proto = p.to_runner_api()
+    steps = sorted({t.unique_name.split("/")[0] for t in proto.components.transforms.values()
+                    if t.unique_name and not t.unique_name.startswith("ref_")})
+    return RunResult(recipe, names, {n: StageStats(n) for n in names + ["write"]}, 0.0, [], runner_name, True, steps)
 
 
 def _write_stats(out: str, data: dict) -> None:

@@ -160,8 +160,11 @@ def list_files(patterns: list[str]) -> list[tuple[str, int]]:
     """Expand glob patterns (local or Beam filesystems) to sorted, de-duplicated (path, size)."""
     from apache_beam.io.filesystems import FileSystems
 
+    from curate.core.safety import NOT_DATA, resolve_input
+
     found: dict[str, int] = {}
     for pattern in patterns:
+        pattern = resolve_input(pattern)  # a curate output folder means its data/; a partial one is refused
         if is_local(pattern) and os.path.isdir(pattern.removeprefix("file://")):
             # a folder (e.g. the data/ of a curate run): every file in it, hidden and in-progress ones aside
             pattern = pattern.rstrip("/") + "/[!._]*"
@@ -169,6 +172,8 @@ def list_files(patterns: list[str]) -> list[tuple[str, int]]:
         if not results:
             raise FileNotFoundError(f"input pattern {pattern!r} matched no files")
         for m in results:
+            if m.path.rstrip("/").rsplit("/", 1)[-1] in NOT_DATA:
+                continue  # stats.json, _SUCCESS, HF dataset_info.json ...: written beside data, never records
             found[m.path] = m.size_in_bytes
     return sorted(found.items())
 
