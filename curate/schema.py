@@ -46,6 +46,22 @@ def batch_key(batch: pa.RecordBatch) -> str:
     return md.get(BATCH_KEY, b"unkeyed").decode()
 
 
+FILE_KEY = b"curate.file"
+
+
+def source_file(batch: pa.RecordBatch) -> str | None:
+    """The input file a batch was read from (set by the readers), for error records."""
+    md = batch.schema.metadata or {}
+    v = md.get(FILE_KEY)
+    return v.decode() if v is not None else None
+
+
+def with_file(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
+    md = dict(batch.schema.metadata or {})
+    md[FILE_KEY] = path.encode()
+    return batch.replace_schema_metadata(md)
+
+
 def with_key(batch: pa.RecordBatch, key: str) -> pa.RecordBatch:
     md = dict(batch.schema.metadata or {})
     md[BATCH_KEY] = key.encode()

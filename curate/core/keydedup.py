@@ -107,7 +107,9 @@ class _ApplyDrops(beam.DoFn):
         elif n_drop and self.as_error:
             self.counts.errors.inc(n_drop)
             dropped = S.keep_rows(batch, ~mask)
-            errs = [dict(stage=self.stage, file=None, location=S.batch_key(batch), id=i, reason=self.reason, n_records=1)
+            file = S.source_file(batch)
+            errs = [dict(stage=self.stage, file=file, location=f"batch {S.batch_key(batch)}", id=i,
+                         reason=self.reason, n_records=1)
                     for i in dropped.column(S.ID).to_pylist()]
             yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(errs), f"{self.stage}-{S.batch_key(batch)}"))
             batch, mask = S.keep_rows(batch, mask), np.ones(n - n_drop, dtype=bool)

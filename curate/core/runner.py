@@ -53,8 +53,8 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool =
     """Adds the recipe's transforms to ``p``; returns the ordered stage names for the ledger."""
     out = recipe.output
     names = ["read"]
-    res = p | "read" >> ReadInput(recipe.input)
-    kept, errors, rejected = res[KEPT], [res[ERRORS]], []
+    res = p | "read" >> ReadInput(recipe.input, write_rejected=out.write_rejected)
+    kept, errors, rejected = res[KEPT], [res[ERRORS]], [res[REJECTED]]
     if recipe.input.unique_ids:
         res = kept | "input_ids" >> KeyDedup("input_ids", _id_keyer, "duplicate id", tmp_dir, as_error=True,
                                              spill_dir=join(tmp_dir, "_spill/input_ids") if spill else None)

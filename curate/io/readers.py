@@ -227,8 +227,10 @@ class BatchBuilder:
     Also collects error rows and reader-level drops for the shard.
     """
 
-    def __init__(self, shard: Shard, spec: InputSpec):
+    def __init__(self, shard: Shard, spec: InputSpec, keep_rejected: bool = False):
         self.shard, self.spec = shard, spec
+        self.keep_rejected = keep_rejected  # keep reader-level drops as rows for rejected/
+        self.rejected: list[dict] = []
         self.default_source = spec.source or _stem(shard.path)
         self.rows: list[dict] = []
         self.positions: list[int] = []
@@ -244,8 +246,22 @@ class BatchBuilder:
                  n_records=n_records, snippet=None if snippet is None else _snippet(snippet))
         )
 
-    def drop(self, reason: str, n: int = 1):
+    def drop(self, reason: str, n: int = 1, rows: list[dict] | None = None):
+        """Count ``n`` documents dropped at read; ``rows`` ({id, text, url, location}) go to rejected/ on request."""
         self.dropped[reason] = self.dropped.get(reason, 0) + n
+        if self.keep_rejected and rows:
+            for r in rows:
+                self.rejected.append({S.ID: _as_id(r.get("id")), S.TEXT: r.get("text"),
+                                      S.SOURCE: self.default_source, S.URL: _str_or_none(r.get("url")),
+                                      "location": r.get("location"), "drop_stage": "read", "drop_reason": reason})
+
+    def rejected_batch(self):
+        if not self.rejected:
+            return None
+        cols = (S.ID, S.TEXT, S.SOURCE, S.URL, "location", "drop_stage", "drop_reason")
+        batch = pa.RecordBatch.from_pydict({c: [r[c] for r in self.rejected] for c in cols},
+                                           schema=pa.schema([(c, pa.string()) for c in cols]))
+        return S.with_key(batch, f"read-{self.shard.key}")
 
     def add(self, record: dict, position: int, location: str) -> Iterator[pa.RecordBatch]:
         """Validate one record (a dict from jsonl/WARC) and queue it; yields full batches."""
@@ -265,7 +281,7 @@ class BatchBuilder:
             self.error(location, f"null {spec.id_key!r}", text)
             return
         if not text.strip():
-            self.drop("empty_text")
+            self.drop("empty_text", rows=[{"id": rid, "text": text, "url": record.get(spec.url_key), "location": location}])
             return
         self.rows.append(record)
         self.positions.append(position)
@@ -304,7 +320,7 @@ class BatchBuilder:
         batch = pa.RecordBatch.from_arrays([cols[k] for k in order], names=order)
         key = f"{self.shard.key}-{self.n_batches:05d}"
         self.n_batches += 1
-        return S.with_key(batch, key)
+        return S.with_key(S.with_file(batch, self.shard.path), key)
 
 
 def _stem(path: str) -> str:
@@ -346,9 +362,9 @@ def _to_arrow(values: list) -> pa.Array:
 # ---------------------------------------------------------------- per-format shard readers
 
 
-def read_shard(shard: Shard, spec: InputSpec) -> Iterator[tuple[str, object]]:
+def read_shard(shard: Shard, spec: InputSpec, keep_rejected: bool = False) -> Iterator[tuple[str, object]]:
     """Yields ("batch", RecordBatch) items, then one ("report", BatchBuilder) item with errors/drops."""
-    b = BatchBuilder(shard, spec)
+    b = BatchBuilder(shard, spec, keep_rejected)
     if shard.problem:
         b.n_in += shard.n_records
         b.error("file", shard.problem, n_records=shard.n_records)
@@ -505,7 +521,7 @@ def _extract_record(record: dict, spec: InputSpec, b: BatchBuilder, location: st
         return None
     if not text:
         b.n_in += 1
-        b.drop("no_extracted_text")
+        b.drop("no_extracted_text", rows=[{"id": record.get(spec.id_key), "url": record.get(spec.url_key), "location": location}])
         return None
     record = dict(record)
     record[spec.text_key] = text
@@ -555,7 +571,14 @@ def _table_to_batches(table: pa.Table, shard: Shard, spec: InputSpec, b: BatchBu
     bad |= null_text | null_id
     empty = ~bad & S.blank_mask(text)
     if empty.any():
-        b.drop("empty_text", int(empty.sum()))
+        rows = None
+        if b.keep_rejected:
+            idx = np.flatnonzero(empty)
+            urls = table.column(spec.url_key) if spec.url_key in names else None
+            rows = [{"id": None if ids is None else ids[int(i)].as_py(), "text": text[int(i)].as_py(),
+                     "url": None if urls is None else urls[int(i)].as_py(), "location": f"row {first_row + int(i)}"}
+                    for i in idx]
+        b.drop("empty_text", int(empty.sum()), rows)
     good = ~(bad | empty)
     positions = np.arange(first_row, first_row + n)[good]
     all_good = bool(good.all())
@@ -651,7 +674,7 @@ def _read_warc(shard: Shard, spec: InputSpec, b: BatchBuilder):
             url = rec.headers.get("WARC-Target-URI")
             ctype = (rec.http_headers.get("Content-Type", "") if rec.http_headers else "").lower()
             if "html" not in ctype:
-                b.drop("not_html")
+                b.drop("not_html", rows=[{"id": rid, "url": url, "location": loc}])
                 continue
             try:
                 body = rec.reader.read()
@@ -660,7 +683,7 @@ def _read_warc(shard: Shard, spec: InputSpec, b: BatchBuilder):
                 b.error(loc, f"HTML extraction failed: {type(e).__name__}: {e}", id=rid)
                 continue
             if not text:
-                b.drop("no_extracted_text")
+                b.drop("no_extracted_text", rows=[{"id": rid, "url": url, "location": loc}])
                 continue
             b.n_in -= 1  # counted again by add()
             record = {spec.id_key: rid, spec.text_key: text, spec.url_key: url, "warc_date": rec.headers.get("WARC-Date")}

@@ -25,15 +25,15 @@ class _Split(beam.DoFn):
 
 
 class _ReadShard(beam.DoFn):
-    def __init__(self, spec: InputSpec, stage: str = "read"):
-        self.spec, self.stage = spec, stage
+    def __init__(self, spec: InputSpec, stage: str = "read", write_rejected: bool = False):
+        self.spec, self.stage, self.write_rejected = spec, stage, write_rejected
 
     def setup(self):
         self.counts = Counts(self.stage)
 
     def process(self, shard):
         kept = 0
-        for kind, item in read_shard(shard, self.spec):
+        for kind, item in read_shard(shard, self.spec, self.write_rejected):
             if kind == "batch":
                 kept += item.num_rows
                 progress.add(self.stage, item.num_rows)
@@ -47,6 +47,9 @@ class _ReadShard(beam.DoFn):
                 if b.errors:
                     self.counts.errors.inc(sum(e["n_records"] for e in b.errors))
                     yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(b.errors), f"read-{shard.key}"))
+                rejected = b.rejected_batch()
+                if rejected is not None:
+                    yield beam.pvalue.TaggedOutput(REJECTED, rejected)
 
 
 class ReadInput(beam.PTransform):
@@ -56,9 +59,9 @@ class ReadInput(beam.PTransform):
     Shards are redistributed with a Reshuffle so that one large file is read by many workers.
     """
 
-    def __init__(self, spec: InputSpec, stage: str = "read"):
+    def __init__(self, spec: InputSpec, stage: str = "read", write_rejected: bool = False):
         super().__init__(label=stage)
-        self.spec, self.stage = spec, stage
+        self.spec, self.stage, self.write_rejected = spec, stage, write_rejected
 
     def expand(self, pbegin):
         shards = (
@@ -69,6 +72,6 @@ class ReadInput(beam.PTransform):
             | "Split" >> beam.ParDo(_Split(self.spec))
             | "ReshuffleShards" >> beam.Reshuffle()
         )
-        res = shards | "Read" >> beam.ParDo(_ReadShard(self.spec, self.stage)).with_outputs(ERRORS, main=KEPT)
-        empty = pbegin | "NoRejected" >> beam.Create([])
-        return {KEPT: res[KEPT], ERRORS: res[ERRORS], REJECTED: empty}
+        res = shards | "Read" >> beam.ParDo(_ReadShard(self.spec, self.stage, self.write_rejected)).with_outputs(
+            ERRORS, REJECTED, main=KEPT)
+        return {KEPT: res[KEPT], ERRORS: res[ERRORS], REJECTED: res[REJECTED]}
