@@ -6,12 +6,19 @@ its quantiles and, at each of those thresholds, the share of documents and of ch
 ``min``-style filter (drop below) or a ``max``-style filter (drop above) would remove. String
 columns with few values (``lang``) get value counts. Writes ``histograms/<column>.png`` and an
 ``index.html`` that shows them with the tables, so a threshold can be picked by looking.
+
+Column names and values come from the data: PNG names go through ``safe_filename`` and every
+string in the page is HTML-escaped, so the report is written only inside its folder and a
+column name cannot inject markup. A partial input (a run that did not finish) is refused, and
+the report folder may not overlap the files it reads.
 """
 from __future__ import annotations
 
+import difflib
 import glob
 import html
 import os
+import urllib.parse
 
 import numpy as np
 import pyarrow as pa
@@ -19,38 +26,62 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from curate import schema as S
+from curate.core.safety import UserError, check_complete, check_output, is_curate_output, resolve_input, safe_filename
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 SKIP = {S.ID, S.TEXT, S.SOURCE, S.URL, "drop_stage", "drop_reason"}
 
 
 def _files(path: str) -> list[str]:
+    """The Parquet files to read: ``path`` itself, or those of a folder (a curate output means its ``data/``).
+
+    Refuses a path in an output whose run did not finish (``_INCOMPLETE``).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    path = resolve_input(path)
     if os.path.isfile(path):
         return [path]
     for pattern in (os.path.join(path, "data", "*.parquet"), os.path.join(path, "*.parquet"), os.path.join(path, "**", "*.parquet")):
         files = sorted(glob.glob(pattern, recursive=True))
         if files:
+            for folder in sorted({os.path.dirname(f) for f in files}):
+                check_complete(folder)  # a partial output nested below ``path``
             return files
     raise FileNotFoundError(f"no Parquet files under {path}")
 
 
 def collect(path: str, columns: list[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, dict]]:
     """Numeric columns as float arrays, per-document character counts, and value counts of small string columns."""
-    dataset = ds.dataset(_files(path), format="parquet")
+    return _collect(_files(path), columns)
+
+
+def _collect(files: list[str], columns: list[str] | None = None):
+    try:
+        dataset = ds.dataset(files, format="parquet")
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"cannot read the input as Parquet: {e}") from None
     schema = dataset.schema
     numeric = [f.name for f in schema if f.name not in SKIP and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type))]
     strings = [f.name for f in schema if f.name not in SKIP and pa.types.is_string(f.type)]
     if columns:
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise KeyError(f"columns not found: {missing} (available: {schema.names})")
+        usable = numeric + strings
+        for c in columns:
+            if c in usable:
+                continue
+            if c in schema.names:
+                raise UserError(f"--column {c!r} has type {schema.field(c).type}, not a number or a string "
+                                f"(columns to inspect: {', '.join(usable) or 'none'})")
+            close = difflib.get_close_matches(c, usable, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"--column {c!r} is not in the input ({hint}columns to inspect: {', '.join(usable) or 'none'})")
         numeric = [c for c in numeric if c in columns]
         strings = [c for c in strings if c in columns]
     values: dict[str, list] = {c: [] for c in numeric}
     chars: list[np.ndarray] = []
     counts: dict[str, dict] = {c: {} for c in strings}
     read = numeric + strings + ([S.TEXT] if S.TEXT in schema.names else [])
-    for batch in dataset.to_batches(columns=read, batch_size=65536):
+    for batch in _batches(dataset, read):
         for c in numeric:
             values[c].append(batch.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False))
         if S.TEXT in batch.schema.names:
@@ -67,6 +98,19 @@ def collect(path: str, columns: list[str] | None = None) -> tuple[dict[str, np.n
     n = len(next(iter(cols.values()))) if cols else 0
     char_arr = np.concatenate(chars) if chars else np.ones(n)
     return cols, char_arr, {c: d for c, d in counts.items() if d}
+
+
+def _batches(dataset, columns: list[str]):
+    """The dataset's record batches, streamed; a corrupt file is a UserError, not a traceback."""
+    it = dataset.to_batches(columns=columns, batch_size=65536)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"cannot read the input as Parquet: {e}") from None
+        yield batch
 
 
 def quantile_table(x: np.ndarray, chars: np.ndarray) -> list[dict]:
@@ -102,58 +146,94 @@ def _histogram(x: np.ndarray, name: str, path: str) -> None:
         ax.hist(np.clip(x, lo, hi), bins=60 if hi > lo else 1, color="#4C72B0")
         for q, style in ((0.1, ":"), (0.5, "--"), (0.9, ":")):
             ax.axvline(np.quantile(x, q), color="#C44E52", linestyle=style, linewidth=1)
-    ax.set_title(f"{name}  (n={len(x):,}; dotted: p10/p90, dashed: median)", fontsize=9)
+    title = str(name).replace("$", r"\$")  # a '$' in a column name would start matplotlib mathtext
+    ax.set_title(f"{title}  (n={len(x):,}; dotted: p10/p90, dashed: median)", fontsize=9)
     ax.set_ylabel("documents")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+def _esc(value) -> str:
+    """A data-derived string for HTML text or a quoted attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def _png_name(name: str, used: set[str]) -> str:
+    """``histograms/<safe name>.png``, unique among ``used``."""
+    base = safe_filename(name)
+    stem, i = base, 1
+    while stem in used:
+        i += 1
+        stem = f"{base}-{i}"
+    used.add(stem)
+    return f"histograms/{stem}.png"
+
+
+def _default_output(path: str) -> str:
+    """``PATH/inspect``; for a file, ``inspect`` beside it, or in its run's folder when it lies in a run's ``data/``."""
+    if os.path.isdir(path):
+        return os.path.join(path, "inspect")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(folder) == "data" and is_curate_output(os.path.dirname(folder)):
+        folder = os.path.dirname(folder)  # never write the report into a data folder that runs read
+    return os.path.join(os.path.relpath(folder) if not os.path.isabs(path) else folder, "inspect")
+
+
 def inspect(path: str, output: str | None = None, columns: list[str] | None = None, console=None) -> str:
+    """Print the tables and write ``OUTPUT/index.html`` and ``OUTPUT/histograms/*.png``; returns the index path.
+
+    ``output`` defaults to ``PATH/inspect`` (for a Parquet file: ``inspect`` in its folder, or in its
+    run's folder when the file is in a run's ``data/``); it must not hold the files read.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
-    cols, chars, counts = collect(path, columns)
-    output = output or os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "inspect")
+    files = _files(path)
+    output = output or _default_output(path)
+    check_output(output, files)
+    cols, chars, counts = _collect(files, columns)
     os.makedirs(os.path.join(output, "histograms"), exist_ok=True)
+    used: set[str] = set()
     sections = []
     n_docs = len(chars)
     console.print(f"[bold]{n_docs:,} documents[/], {float(chars.sum()):,.0f} characters, {len(cols)} numeric columns")
     for name, x in cols.items():
         rows = quantile_table(x, chars)
-        t = Table(title=f"{name}", title_justify="left")
+        t = Table(title=Text(name), title_justify="left")
         for h in ("quantile", "threshold", "drop < t: docs", "chars", "drop > t: docs", "chars"):
             t.add_column(h, justify="right")
         for r in rows:
             t.add_row(f"{r['quantile']:.2f}", f"{r['threshold']:.4g}", f"{r['docs_below']:.1%}", f"{r['chars_below']:.1%}",
                       f"{r['docs_above']:.1%}", f"{r['chars_above']:.1%}")
         console.print(t)
-        png = os.path.join("histograms", f"{name}.png")
-        _histogram(x, name, os.path.join(output, png))
+        png = _png_name(name, used)
+        _histogram(x, name, os.path.join(output, *png.split("/")))
         trs = "".join(
             f"<tr><td>{r['quantile']:.2f}</td><td>{r['threshold']:.4g}</td><td>{r['docs_below']:.1%}</td><td>{r['chars_below']:.1%}</td>"
             f"<td>{r['docs_above']:.1%}</td><td>{r['chars_above']:.1%}</td></tr>" for r in rows)
-        sections.append(f"<h2>{html.escape(name)}</h2><img src='{png}'><table><tr><th>quantile</th><th>threshold t</th>"
+        sections.append(f"<h2>{_esc(name)}</h2><img src=\"{_esc(urllib.parse.quote(png))}\" alt=\"{_esc(name)}\"><table><tr><th>quantile</th><th>threshold t</th>"
                         f"<th>docs &lt; t</th><th>chars &lt; t</th><th>docs &gt; t</th><th>chars &gt; t</th></tr>{trs}</table>")
     for name, d in counts.items():
         top = sorted(d.items(), key=lambda kv: -kv[1])[:15]
         total = sum(d.values())
-        t = Table(title=f"{name} (top values)", title_justify="left")
+        t = Table(title=Text(f"{name} (top values)"), title_justify="left")
         t.add_column("value")
         t.add_column("docs", justify="right")
         t.add_column("share", justify="right")
         for v, c in top:
-            t.add_row(str(v), f"{c:,}", f"{c / total:.1%}")
+            t.add_row(Text(str(v)), f"{c:,}", f"{c / total:.1%}")
         console.print(t)
-        trs = "".join(f"<tr><td>{html.escape(str(v))}</td><td>{c:,}</td><td>{c / total:.1%}</td></tr>" for v, c in top)
-        sections.append(f"<h2>{html.escape(name)}</h2><table><tr><th>value</th><th>docs</th><th>share</th></tr>{trs}</table>")
+        trs = "".join(f"<tr><td>{_esc(v)}</td><td>{c:,}</td><td>{c / total:.1%}</td></tr>" for v, c in top)
+        sections.append(f"<h2>{_esc(name)}</h2><table><tr><th>value</th><th>docs</th><th>share</th></tr>{trs}</table>")
     page = ("<!doctype html><meta charset='utf-8'><title>curate inspect</title><style>body{font-family:sans-serif;margin:2em}"
             "table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>"
-            f"<h1>curate inspect: {html.escape(path)}</h1><p>{n_docs:,} documents. 'docs &lt; t': share removed by a filter that "
+            f"<h1>curate inspect: {_esc(path)}</h1><p>{n_docs:,} documents. 'docs &lt; t': share removed by a filter that "
             "drops scores below t; 'docs &gt; t': share removed by one that drops scores above t.</p>" + "".join(sections))
     index = os.path.join(output, "index.html")
     with open(index, "w") as f:
         f.write(page)
-    console.print(f"report: {index}")
+    console.print(Text(f"report: {index}"))
     return index

@@ -29,6 +29,7 @@ class LoadedTokenizer:
     eos_id: int
     eos_token: str
     sha256: str
+    stats: dict | None = None  # set by train_tokenizer: files, docs (used), skipped ({reason: records})
 
     @property
     def vocab_size(self) -> int:
@@ -79,43 +80,128 @@ def load_tokenizer(path: str, eos_token: str | None = None) -> LoadedTokenizer:
     return LoadedTokenizer(tok, file, tok.token_to_id(eos_token), eos_token, digest)
 
 
-def iter_texts(inputs: list[str], text_key: str = "text", limit_docs: int | None = None) -> Iterator[str]:
-    """Texts of every document in jsonl/parquet/arrow/WARC inputs, through curate's readers."""
+def iter_texts(inputs: list[str], text_key: str = "text", limit_docs: int | None = None,
+               stats: dict | None = None) -> Iterator[str]:
+    """Texts of every document in jsonl/parquet/arrow/WARC inputs, through curate's readers.
+
+    Streams: one record batch is held at a time. ``stats``, when given, is filled as it goes:
+    ``files`` (the paths read), ``docs`` (texts yielded) and ``skipped`` ({reason: records}: records
+    the readers refused, e.g. ``missing field 'text'``, and blank texts).
+    """
     from curate.io.readers import InputSpec, list_files, read_shard, split_file
 
+    stats = {} if stats is None else stats
+    stats.update(files=[], docs=0, skipped={})
     spec = InputSpec(path=list(inputs), text_key=text_key, unique_ids=False)
     files = list_files(spec.path)
     if not files:
         raise FileNotFoundError(f"no input files match {', '.join(inputs)}")
-    n = 0
+    stats["files"] = [path for path, _ in files]
+    skipped = stats["skipped"]
     for i, (path, size) in enumerate(files):
         for shard in split_file(i, path, size, spec):
             for kind, item in read_shard(shard, spec):
-                if kind != "batch":
+                if kind == "report":
+                    for e in item.errors:
+                        skipped[e["reason"]] = skipped.get(e["reason"], 0) + e["n_records"]
+                    for reason, n in item.dropped.items():
+                        skipped[reason] = skipped.get(reason, 0) + n
                     continue
                 for text in item.column("text").to_pylist():
                     if text:
                         yield text
-                        n += 1
-                        if limit_docs is not None and n >= limit_docs:
+                        stats["docs"] += 1
+                        if limit_docs is not None and stats["docs"] >= limit_docs:
                             return
+
+
+def input_fields(path: str) -> list[str]:
+    """The field (column) names of the first record of one input file; [] when they cannot be read."""
+    from curate.io.readers import InputSpec, _line_chunks, detect_format, open_raw, split_file
+
+    try:
+        fmt = detect_format(path)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with open_raw(path) as f:
+                return list(pq.ParquetFile(f).schema_arrow.names)
+        if fmt == "arrow":
+            import pyarrow as pa
+
+            with open_raw(path) as f:
+                try:
+                    return list(pa.ipc.open_file(f).schema.names)
+                except pa.ArrowInvalid:
+                    f.seek(0)
+                    return list(pa.ipc.open_stream(f).schema.names)
+        if fmt == "jsonl":
+            shard = split_file(0, path, 0, InputSpec(path=[path]))[0]
+            for chunk in _line_chunks(shard):
+                for line in chunk.splitlines():
+                    if line.strip():
+                        record = json.loads(line)
+                        return list(record) if isinstance(record, dict) else []
+    except Exception:  # noqa: BLE001 - only used to explain an error
+        return []
+    return []
+
+
+def _no_documents(inputs: list[str], text_key: str, stats: dict) -> str:
+    """Why no document was read, in one line: the key, the fields the input has, what was skipped."""
+    files = stats.get("files") or []
+    fields = input_fields(files[0]) if files else []
+    where = f"{len(files)} input file{'s' if len(files) != 1 else ''} ({', '.join(inputs)})"
+    skipped = stats.get("skipped") or {}
+    if fields and text_key not in fields:
+        return (f"no documents with text in field {text_key!r} in {where}: the input's fields are "
+                f"{', '.join(fields)}; give the text field with --text-key")
+    if skipped:
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:3])
+        return f"no usable documents with text in field {text_key!r} in {where} (skipped: {reasons})"
+    return f"no documents in {where}: the input is empty"
 
 
 def train_tokenizer(inputs: list[str], output: str, vocab_size: int = 32000, min_frequency: int = 2,
                     text_key: str = "text", limit_docs: int | None = None,
                     special_tokens: tuple[str, ...] = (DEFAULT_EOS, PAD), model_max_length: int = 2048) -> LoadedTokenizer:
-    """Byte-level BPE (GPT-2 style pre-tokenization): every byte is in the alphabet, so no text is unknown."""
+    """Byte-level BPE (GPT-2 style pre-tokenization): every byte is in the alphabet, so no text is unknown.
+
+    ``inputs`` are files, globs or folders; a ``curate run`` output folder means its ``data/``, and
+    an output whose run did not finish is refused. The texts are streamed to the trainer. The
+    returned tokenizer's ``stats`` say how many documents were used and how many were skipped.
+    """
+    import itertools
+
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    from curate.core.safety import UserError, check_output, resolve_input
+
+    if not inputs:
+        raise UserError("give at least one input file, glob or folder")
     if vocab_size < 256 + len(special_tokens):
-        raise ValueError(f"vocab_size {vocab_size} is smaller than the 256 byte symbols plus {len(special_tokens)} special tokens")
+        raise UserError(f"--vocab-size {vocab_size} is smaller than the 256 byte symbols plus {len(special_tokens)} "
+                        f"special tokens: give at least {256 + len(special_tokens)}")
+    if min_frequency < 0:
+        raise UserError(f"--min-frequency must be 0 or more, got {min_frequency}")
+    if limit_docs is not None and limit_docs < 1:
+        raise UserError(f"--limit-docs must be at least 1, got {limit_docs}")
+    if not text_key:
+        raise UserError("--text-key must not be empty")
+    inputs = [resolve_input(p) for p in inputs]
+    check_output(output, inputs)
+    stats: dict = {}
+    texts = iter_texts(inputs, text_key, limit_docs, stats)
+    first = next(texts, None)  # read up to the first document before training: refuse an input without any
+    if first is None:
+        raise UserError(_no_documents(inputs, text_key, stats))
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
                                   special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(iter_texts(inputs, text_key, limit_docs), trainer=trainer)
+    tok.train_from_iterator(itertools.chain([first], texts), trainer=trainer)
     os.makedirs(output, exist_ok=True)
     file = os.path.join(output, "tokenizer.json")
     tok.save(file)
@@ -126,4 +212,6 @@ def train_tokenizer(inputs: list[str], output: str, vocab_size: int = 32000, min
         json.dump(config, f, indent=2)
     with open(os.path.join(output, "special_tokens_map.json"), "w") as f:
         json.dump({k: config[k] for k in ("eos_token", "bos_token", "pad_token")}, f, indent=2)
-    return load_tokenizer(output)
+    loaded = load_tokenizer(output)
+    loaded.stats = stats
+    return loaded

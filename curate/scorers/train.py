@@ -9,6 +9,7 @@ stages in :mod:`curate.scorers.fasttext_classifier`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import glob as globmod
 import json
 import os
@@ -19,6 +20,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from curate.core.safety import NOT_DATA, UserError, resolve_input
 from curate.scorers.fasttext_classifier import DEFAULT_MAX_CHARS, KINDS, NEG, POS, predict_positive, preprocess
 
 # ------------------------------------------------------------------------------------ metrics
@@ -180,13 +182,22 @@ def _stream(path: str):
 
 
 def expand_paths(patterns) -> list[str]:
-    """Sorted files matching each glob (a plain path must exist); ValueError naming a pattern that matches nothing."""
+    """Sorted files matching each glob (a plain path must exist); ValueError naming a pattern that matches nothing.
+
+    A folder means the data files in it (a ``curate run`` output: its ``data/``); a path in an
+    output whose run did not finish (``_INCOMPLETE``) is refused.
+    """
     if isinstance(patterns, str):
         patterns = [patterns]
     out = []
     for pattern in patterns:
-        matches = sorted(globmod.glob(os.path.expanduser(pattern)))
-        files = [m for m in matches if os.path.isfile(m)]
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"a data path must be a file, glob or folder, got {pattern!r}")
+        pattern = resolve_input(os.path.expanduser(pattern), "data")
+        if os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "[!._]*")
+        matches = sorted(globmod.glob(pattern))
+        files = [m for m in matches if os.path.isfile(m) and os.path.basename(m) not in NOT_DATA]
         if not files:
             raise ValueError(f"{pattern}: no such file" if not globmod.has_magic(pattern) else f"{pattern}: matches no file")
         out += files
@@ -278,11 +289,53 @@ def load_labeled(path, text_column: str, label_column: str, positive, *, where: 
 
     A row is positive when ``str(label)`` is one of ``positive`` (a list, or a comma-separated
     string), compared case-insensitively. Rows with a null or blank text or a null label are skipped.
+    A ``positive`` value that no row has is refused (see :func:`check_positive`).
     """
+    texts, labels, _, seen = _load_labeled(path, text_column, label_column, positive, where=where, limit=limit, seed=seed)
+    check_positive(positive, seen, label_column, where)
+    return texts, labels
+
+
+def check_positive(positive, seen: dict[str, int], label_column: str = "label", where=None) -> list[str]:
+    """Refuse ``positive`` values that match no row's label: all of them, or one close to a label (a typo).
+
+    ``seen`` counts the rows of each label value (casefolded). A value that matches no row and
+    resembles none of the labels (``hate`` in a table labelled offensive/neither) is returned as a
+    warning, since the table may simply have no row of that class.
+    """
+    values = _split_values(positive)
+    found = ", ".join(f"{v} ({n:,})" for v, n in sorted(seen.items(), key=lambda kv: -kv[1])[:20])
+    if seen:
+        found = f"the {label_column!r} values are {found}" + (", ..." if len(seen) > 20 else "")
+    else:
+        found = f"no row has a {label_column!r} value"
+    after = " (after where)" if where else ""
+    unmatched = [v for v in values if v.casefold() not in seen]
+    problems, warnings = [], []
+    for v in unmatched:
+        close = difflib.get_close_matches(v.casefold(), list(seen), n=1, cutoff=0.6)
+        if close:
+            problems.append(f"--positive value {v!r} matches no row{after} (did you mean {close[0]!r}?)")
+        else:
+            warnings.append(f"--positive value {v!r} matches no row{after}")
+    if len(unmatched) == len(values):
+        problems, warnings = [f"--positive {','.join(values)} matches no row's label{after}" + "".join(
+            f" (did you mean {c[0]!r} for {v!r}?)" for v in unmatched
+            if (c := difflib.get_close_matches(v.casefold(), list(seen), n=1, cutoff=0.6)))], []
+    if problems:
+        raise UserError("; ".join(problems) + f"; {found}")
+    return [w + f"; {found}" for w in warnings]
+
+
+def _load_labeled(path, text_column: str, label_column: str, positive, *, where: dict | None = None,
+                  limit: int | None = None, seed: int = 0) -> tuple[list[str], list[bool], list[str], dict[str, int]]:
+    """:func:`load_labeled` without the check of ``positive``; also the label value of each text, and
+    {label value: rows} over every usable row (before ``limit``)."""
     pos = {v.casefold() for v in _split_values(positive)}
     if not pos:
         raise ValueError("positive: give the label values that mark a positive row, e.g. --positive hate,offensive")
-    texts, labels = [], []
+    texts, labels, values = [], [], []
+    seen: dict[str, int] = {}
     for f in expand_paths(path):
         cols = list(dict.fromkeys([text_column, label_column, *(where or {})]))
         rows = read_rows(f, cols)
@@ -290,10 +343,15 @@ def load_labeled(path, text_column: str, label_column: str, positive, *, where: 
         ok = _where_mask(rows, where, n, f)
         ok &= np.array([isinstance(t, str) and bool(t.strip()) and lab is not None
                         for t, lab in zip(rows[text_column], rows[label_column])], dtype=bool)
+        for i in np.flatnonzero(ok):
+            key = str(rows[label_column][i]).strip().casefold()
+            seen[key] = seen.get(key, 0) + 1
         for i in _limit(np.flatnonzero(ok), limit, seed):
+            value = str(rows[label_column][i]).strip().casefold()
             texts.append(rows[text_column][i])
-            labels.append(str(rows[label_column][i]).strip().casefold() in pos)
-    return texts, labels
+            labels.append(value in pos)
+            values.append(value)
+    return texts, labels, values, seen
 
 
 def load_corpus(spec, text_column: str = "text", *, seed: int = 0) -> list[str]:
@@ -306,6 +364,8 @@ def load_corpus(spec, text_column: str = "text", *, seed: int = 0) -> list[str]:
         unknown = set(spec) - {"path", "text_column", "where", "limit", "txt_unit"}
         if unknown:
             raise ValueError(f"corpus {spec.get('path')!r}: unknown keys {sorted(unknown)} (path, text_column, where, limit, txt_unit)")
+        if "path" not in spec:
+            raise ValueError(f"corpus {spec!r}: no 'path'")
         paths, text_column = spec["path"], spec.get("text_column", text_column)
         where, limit, unit = spec.get("where"), spec.get("limit"), spec.get("txt_unit", "file")
     else:
@@ -334,6 +394,11 @@ TRAIN_SETTINGS = {  # name: (type, default)
     "epoch": (int, 5), "lr": (float, 0.1), "word_ngrams": (int, 2), "dim": (int, 64), "bucket": (int, 200_000),
     "min_count": (int, 1), "seed": (int, 0), "valid_fraction": (float, 0.1), "max_chars": (int, DEFAULT_MAX_CHARS),
     "threads": (int, None), "max_per_class": (int, None),
+}
+SETTING_RANGES = {  # name: (lowest, highest) allowed; None: no bound
+    "epoch": (1, None), "lr": (1e-9, None), "word_ngrams": (1, None), "dim": (1, None), "bucket": (1, None),
+    "min_count": (1, None), "valid_fraction": (0.0, 1.0), "max_chars": (1, None), "threads": (1, None),
+    "max_per_class": (1, None),
 }
 RECIPE_KEYS = {"kind", "data", "text_column", "label_column", "positive", "positive_data", "negative_data",
                "output", "quantize", "where", "description"} | set(TRAIN_SETTINGS)
@@ -368,7 +433,10 @@ def _load_recipe(path: str) -> dict:
     import yaml
 
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a training recipe is a mapping (kind, data or positive_data/negative_data, ...)")
     unknown = sorted(set(data) - RECIPE_KEYS)
@@ -404,41 +472,117 @@ def resolve_config(args) -> dict:
     if has_table and not cfg.get("positive"):
         raise ValueError("--data needs --positive VALUES: the label values of positive rows")
     cfg.setdefault("output", os.path.join("models", f"{cfg['kind']}.bin"))
+    if not isinstance(cfg["output"], str) or not cfg["output"]:
+        raise ValueError(f"output must be a model file path, got {cfg['output']!r}")
     for k, (tp, default) in TRAIN_SETTINGS.items():
-        cfg[k] = default if cfg.get(k) is None else tp(cfg[k])
+        try:
+            cfg[k] = default if cfg.get(k) is None else tp(cfg[k])
+        except (TypeError, ValueError):
+            raise ValueError(f"{k} must be {tp.__name__}, got {cfg[k]!r}") from None
+        low, high = SETTING_RANGES.get(k, (None, None))
+        value = cfg[k]
+        if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+            bound = (f"between {low} and {high}" if low is not None and high is not None
+                     else f"at least {low}" if low is not None else f"at most {high}")
+            raise ValueError(f"--{k.replace('_', '-')} must be {bound}, got {value}")
+    if cfg["valid_fraction"] >= 1:
+        raise ValueError(f"--valid-fraction must be below 1 (the held-out share), got {cfg['valid_fraction']}")
     return cfg
 
 
-def load_training_data(cfg: dict) -> tuple[list[str], list[bool]]:
+def load_training_data(cfg: dict, report: dict | None = None) -> tuple[list[str], list[bool]]:
+    """(texts, labels) of the configured table or corpora; ``report`` (when given) gets ``positive``
+    and ``negative`` ({label value or corpus: documents}) and ``warnings``.
+
+    Refuses ``positive`` values that match no row, and data without documents of both classes.
+    """
     seed = cfg["seed"]
+    report = {} if report is None else report
+    report.update(warnings=[])
     if cfg.get("data"):
-        texts, labels = [], []
+        texts, labels, values = [], [], []
+        checks: dict[tuple, dict] = {}  # (label column, positive values, where) -> {label value: rows}
         for spec in _as_list(cfg["data"]):
             spec = spec if isinstance(spec, dict) else {"path": spec}
             unknown = set(spec) - {"path", "text_column", "label_column", "positive", "where", "limit"}
             if unknown:
                 raise ValueError(f"data {spec.get('path')!r}: unknown keys {sorted(unknown)}")
-            t, y = load_labeled(spec["path"], spec.get("text_column", cfg.get("text_column", "text")),
-                                spec.get("label_column", cfg.get("label_column", "label")),
-                                spec.get("positive", cfg.get("positive")), where=spec.get("where", cfg.get("where")),
-                                limit=spec.get("limit"), seed=seed)
+            if "path" not in spec:
+                raise ValueError(f"data {spec!r}: no 'path'")
+            label_column = spec.get("label_column", cfg.get("label_column", "label"))
+            positive, where = spec.get("positive", cfg.get("positive")), spec.get("where", cfg.get("where"))
+            t, y, v, seen = _load_labeled(spec["path"], spec.get("text_column", cfg.get("text_column", "text")),
+                                          label_column, positive, where=where, limit=spec.get("limit"), seed=seed)
+            key = (label_column, tuple(_split_values(positive)), json.dumps(where, sort_keys=True, default=str))
+            acc = checks.setdefault(key, {})
+            for k, n in seen.items():
+                acc[k] = acc.get(k, 0) + n
             texts += t
             labels += y
+            values += v
+        for (label_column, positive, where), seen in checks.items():
+            report["warnings"] += check_positive(list(positive), seen, label_column, json.loads(where))
     else:
-        pos = [t for spec in _as_list(cfg["positive_data"]) for t in load_corpus(spec, cfg.get("text_column", "text"), seed=seed)]
-        neg = [t for spec in _as_list(cfg["negative_data"]) for t in load_corpus(spec, cfg.get("text_column", "text"), seed=seed)]
+        pos, neg = [], []
+        for side, out in (("positive_data", pos), ("negative_data", neg)):
+            for spec in _as_list(cfg[side]):
+                out += load_corpus(spec, cfg.get("text_column", "text"), seed=seed)
         texts, labels = pos + neg, [True] * len(pos) + [False] * len(neg)
+        values = ["--positive-data"] * len(pos) + ["--negative-data"] * len(neg)
     cap = cfg.get("max_per_class")
     if cap:
         y = np.asarray(labels, dtype=bool)
         keep = np.sort(np.concatenate([_limit(np.flatnonzero(y), cap, seed), _limit(np.flatnonzero(~y), cap, seed + 1)]))
-        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+        texts, labels, values = [texts[i] for i in keep], [labels[i] for i in keep], [values[i] for i in keep]
+    report["positive"], report["negative"] = {}, {}
+    for value, label in zip(values, labels):
+        d = report["positive" if label else "negative"]
+        d[value] = d.get(value, 0) + 1
+    n_pos, n_neg = sum(report["positive"].values()), sum(report["negative"].values())
+    if not n_pos or not n_neg:
+        if cfg.get("data"):
+            where = " that pass 'where'" if cfg.get("where") or any(isinstance(d, dict) and d.get("where")
+                                                                       for d in _as_list(cfg["data"])) else ""
+            missing = (f"no row{where} has a --positive label ({', '.join(_split_values(cfg.get('positive')))})"
+                       if not n_pos else f"every row{where} has a --positive label: there are no negative rows")
+            found = ", ".join(f"{v} ({n:,})" for v, n in {**report["positive"], **report["negative"]}.items())
+            raise UserError(f"cannot train on one class: {missing}; the labels used are {found or 'none'}"
+                            if texts else "no training documents: the --data rows have no text or no label")
+        raise UserError(f"cannot train: {n_pos:,} documents from --positive-data and {n_neg:,} from --negative-data; "
+                        "both need documents with text (check --text-column)")
     return texts, labels
 
 
-def train_from_config(cfg: dict) -> dict:
-    """Load the data described by ``cfg``, train, write the model and its ``MODEL.json`` sidecar; returns the sidecar."""
-    texts, labels = load_training_data(cfg)
+def input_files(cfg: dict) -> list[str]:
+    """Every file the configured table or corpora read."""
+    specs = _as_list(cfg.get("data")) + _as_list(cfg.get("positive_data")) + _as_list(cfg.get("negative_data"))
+    files = []
+    for spec in specs:
+        path = spec.get("path") if isinstance(spec, dict) else spec
+        if path is not None:
+            files += expand_paths(path)
+    return files
+
+
+def check_model_output(output: str, inputs: list[str]) -> None:
+    """Refuse a model path that is a folder, or whose model, sidecar or temporary file would be an input file."""
+    if os.path.isdir(output):
+        raise UserError(f"--output {output!r} is a folder; give the model file to write, e.g. {os.path.join(output, 'model.bin')}")
+    written = {os.path.realpath(p) for p in (output, output + ".json",
+                                             os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.tmp"))}
+    for f in inputs:
+        if os.path.realpath(f) in written:
+            raise UserError(f"--output {output!r} would overwrite the input {f!r}; write the model to another file")
+
+
+def train_from_config(cfg: dict, report: dict | None = None) -> dict:
+    """Load the data described by ``cfg``, train, write the model and its ``MODEL.json`` sidecar; returns the sidecar.
+
+    ``report`` (when given) is filled as by :func:`load_training_data`.
+    """
+    report = {} if report is None else report
+    check_model_output(cfg["output"], input_files(cfg))
+    texts, labels = load_training_data(cfg, report)
     settings = {k: cfg[k] for k in ("epoch", "lr", "word_ngrams", "dim", "bucket", "min_count", "seed", "valid_fraction", "max_chars")}
     metrics = train_classifier(texts, labels, cfg["output"], threads=cfg.get("threads"), quantize=cfg.get("quantize"), **settings)
     kind = cfg["kind"]
@@ -446,6 +590,7 @@ def train_from_config(cfg: dict) -> dict:
              "positive": _split_values(cfg["positive"]) if not isinstance(cfg["positive"], list) else cfg["positive"]}
             if cfg.get("data") else {"positive_data": cfg["positive_data"], "negative_data": cfg["negative_data"],
                                      "text_column": cfg.get("text_column", "text")})
+    data["documents"] = {"positive": report["positive"], "negative": report["negative"]}
     sidecar = {
         "kind": kind,
         "stage": f"{kind}_classifier",
@@ -470,13 +615,22 @@ def _fmt(v) -> str:
 
 def run_train_scorer(args) -> int:
     """``curate train-scorer``: 0 when trained, 2 on a configuration or data error."""
+    report: dict = {}
     try:
         cfg = resolve_config(args)
         print(f"training the {cfg['kind']} classifier ...", file=sys.stderr)
-        side = train_from_config(cfg)
-    except (ValueError, OSError, KeyError, pa.ArrowInvalid) as e:
+        side = train_from_config(cfg, report)
+    except (ValueError, OSError, KeyError, pa.ArrowInvalid, RuntimeError) as e:  # UserError is a ValueError
+        for w in report.get("warnings", []):
+            print(f"warning: {w}", file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    for side_name in ("positive", "negative"):
+        counts = report[side_name]
+        print(f"{side_name}: {sum(counts.values()):,} documents ("
+              + ", ".join(f"{v} {n:,}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ")")
     m = side["metrics"]
     print(f"{cfg['kind']} classifier: {m['n_train']} training documents ({m['n_train_pos']} positive), "
           f"{m['n_valid']} held out ({m['n_valid_pos']} positive)")
