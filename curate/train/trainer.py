@@ -11,10 +11,16 @@
 * **Optimization**: AdamW, linear warmup then cosine, WSD (warmup-stable-decay) or constant; the
   learning rate is a pure function of the step. Gradient clipping and accumulation. bf16 autocast
   and ``torch.compile`` when a GPU is present, fp32 on CPU.
-* **Checkpoints**: ``checkpoints/step-N/`` holds the model, tokenizer and ``trainer_state.pt``
-  (optimizer, step, RNG, online-mixture state). Written to a temporary folder and renamed, so a
-  crash leaves either the whole checkpoint or none; a re-run resumes from the newest one and
-  reproduces the uninterrupted loss curve.
+* **Checkpoints**: ``checkpoints/step-N/`` holds the model, tokenizer, ``trainer_state.pt`` (tensors
+  only: optimizer state, torch RNG state; read back with ``torch.load(weights_only=True)``, so a
+  checkpoint from elsewhere cannot run code) and ``trainer_state.json`` (step, online-mixture
+  weights and cursors, and the settings the run was started with). Written to a temporary folder
+  (``.step-N.<hex>``) and renamed, so a crash leaves either the whole checkpoint or none; the next
+  run removes such leftovers (and puts back a checkpoint that a crash left set aside). A re-run
+  resumes from the newest checkpoint and reproduces the uninterrupted loss curve; it refuses a
+  config whose optimizer, schedule, batch, model or data settings changed (each listed as
+  ``key: old -> new``) unless ``allow_config_change`` (``curate train --allow-config-change``).
+  Which keys are checked: ``curate.train.config``.
 * **Evaluation**: held-out loss per domain every ``eval_every`` steps (the ``valid/`` split of the
   mix), downstream tasks (multiple-choice log-likelihood, LAMBADA) at the end or every
   ``eval_tasks_every`` steps. Everything lands in ``log.jsonl``; a progress bar shows tokens/s.
@@ -23,9 +29,12 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import pickle
+import re
 import shutil
 import sys
 import time
@@ -34,10 +43,19 @@ from dataclasses import asdict
 
 import numpy as np
 
+from curate.core.safety import UserError, check_complete, check_output
 from curate.mix.indexed import IndexedReader
-from curate.train.config import TrainConfig
+from curate.train.config import MODEL_DEFAULTS, TrainConfig, check_config, resume_settings
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+STATE_PT = "trainer_state.pt"  # tensors only (optimizer, RNG): loaded with weights_only=True
+STATE_JSON = "trainer_state.json"  # everything else
+STATE_FORMAT = 2
+# the temporary folders of Trainer.save: `.step-0000020.1a2b3c4d` (being written) and `... .old` (set aside)
+TEMP_NAME = re.compile(r"^\.(step-\d+|final)\.[0-9a-f]{8}(\.old)?$")
+# LlamaConfig fields that do not change what a resumed run computes (or that transformers writes)
+_MODEL_UNCHECKED = ("transformers_version", "architectures", "dtype", "torch_dtype", "use_cache", "output_attentions",
+                    "output_hidden_states", "return_dict", "attn_implementation")
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "L40": 181e12}
 
 
@@ -124,9 +142,90 @@ def _latest_checkpoint(output: str) -> str | None:
     folder = os.path.join(output, "checkpoints")
     if not os.path.isdir(folder):
         return None
-    done = sorted(d for d in os.listdir(folder)
-                  if d.startswith("step-") and os.path.exists(os.path.join(folder, d, "trainer_state.pt")))
+    done = sorted(d for d in os.listdir(folder) if re.fullmatch(r"step-\d+", d) and any(
+        os.path.exists(os.path.join(folder, d, f)) for f in (STATE_PT, STATE_JSON)))
     return os.path.join(folder, done[-1]) if done else None
+
+
+def clean_temp_folders(output: str) -> list[str]:
+    """Tidy what a save killed midway left in ``output`` and ``output/checkpoints``; what was done, in words.
+
+    Only curate's own temporary names (``TEMP_NAME``) are touched. A folder being written
+    (``.step-N.<hex>``) is incomplete: removed. A checkpoint set aside while its replacement was
+    renamed in (``.step-N.<hex>.old``) is complete: put back when the checkpoint is missing,
+    removed otherwise.
+    """
+    done = []
+    for parent in (output, os.path.join(output, "checkpoints")):
+        if not os.path.isdir(parent):
+            continue
+        for name in sorted(os.listdir(parent), key=lambda n: n.endswith(".old")):  # tmp first, then set-aside
+            m = TEMP_NAME.match(name)
+            path = os.path.join(parent, name)
+            if not m or os.path.islink(path) or not os.path.isdir(path):
+                continue
+            target = os.path.join(parent, m.group(1))
+            if m.group(2) and not os.path.exists(target):
+                os.replace(path, target)
+                done.append(f"put back {target} (set aside by a checkpoint save that did not finish)")
+                continue
+            shutil.rmtree(path)
+            done.append(f"removed {path} (left by a checkpoint save that did not finish)")
+    return done
+
+
+def mix_fingerprint(manifest: dict) -> str:
+    """What in a mix decides the sequences a step reads (not where the mix lies): a short hash."""
+    tok = manifest.get("tokenizer", {})
+    key = {"seq_length": manifest.get("seq_length"), "domains": manifest.get("domain_names"),
+           "tokenizer": [tok.get("sha256"), tok.get("vocab_size"), tok.get("eos_id")],
+           "phases": [[p.get("name"), p.get("shards"), p.get("sequences")] for p in manifest.get("phases", [])],
+           "valid": {d: v.get("sequences") for d, v in sorted(manifest.get("valid", {}).items())}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _json_ready(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every setting that differs (model fields only one side knows are skipped:
+    they come from another transformers version, not from the config)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key.startswith("model.") and (key not in old or key not in new):
+            continue
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if a != b and key == "data":
+            out.append(f"data: the mix's content differs (fingerprint {a} -> {b})")
+        elif a != b:
+            out.append(f"{key}: {json.dumps(a) if a != '(unset)' else a} -> {json.dumps(b) if b != '(unset)' else b}")
+    return out
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Everything about ``cfg`` that can be checked before a model is built: values, data, output, task files."""
+    check_config(cfg)
+    data = cfg.data
+    check_complete(data, "data")
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"data {data!r}: no such folder: point data: (or --data) at the output folder of "
+                                "`curate mix`")
+    if not os.path.exists(os.path.join(data, "manifest.json")):
+        raise FileNotFoundError(f"{os.path.join(data, 'manifest.json')} not found: {data!r} is not a finished "
+                                "`curate mix` output (the mix writes manifest.json last); point data: at the output "
+                                "folder of `curate mix`, or re-run the mix")
+    check_output(cfg.output, [data], "output")
+    if cfg.init_from and "://" not in cfg.init_from and not os.path.exists(os.path.join(cfg.init_from, "config.json")):
+        raise FileNotFoundError(f"init_from {cfg.init_from!r}: no config.json there (give a model folder written by "
+                                "save_pretrained, e.g. a `final/` of an earlier run)")
+    if cfg.eval_tasks:
+        from curate.train.evaluate import load_task
+
+        for path in cfg.eval_tasks:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"eval_tasks: {path} not found")
+            load_task(path, limit=cfg.eval_tasks_limit)  # a bad record fails now, not after training
 
 
 def build_model(cfg: TrainConfig, data: MixData):
@@ -137,8 +236,7 @@ def build_model(cfg: TrainConfig, data: MixData):
         return AutoModelForCausalLM.from_pretrained(cfg.init_from, torch_dtype=torch.float32,
                                                     attn_implementation=cfg.attn_implementation)
     tok = data.manifest["tokenizer"]
-    params = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=352,
-                  tie_word_embeddings=True, rope_theta=10000.0)
+    params = dict(MODEL_DEFAULTS)
     params.update(cfg.model)
     heads = params["num_attention_heads"]
     params.setdefault("num_key_value_heads", heads)
@@ -164,14 +262,18 @@ def model_flops_per_token(model, seq_length: int) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, quiet: bool = False):
+    def __init__(self, cfg: TrainConfig, quiet: bool = False, allow_config_change: bool = False):
         self.torch = torch = _torch()
+        preflight(cfg)
         self.cfg = cfg
         self.quiet = quiet
+        self.allow_config_change = allow_config_change
         self.data = MixData(cfg.data)
         if cfg.device == "auto":
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
+            if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+                raise UserError(f"device: {cfg.device}, but torch sees no CUDA device (use device: auto or cpu)")
             self.device = torch.device(cfg.device)
         gpu = self.device.type == "cuda"
         self.amp = (cfg.dtype == "bfloat16") or (cfg.dtype == "auto" and gpu)
@@ -274,46 +376,120 @@ class Trainer:
 
     # ---- checkpoints
 
+    def settings(self) -> dict:
+        """What a resume compares (see ``curate.train.config``): checked config keys, the effective
+        max_steps, the model's effective LlamaConfig and the mix's fingerprint."""
+        out = resume_settings(self.cfg)
+        out["max_steps"] = self.max_steps
+        out["data"] = mix_fingerprint(self.data.manifest)
+        for k, v in self.model.config.to_dict().items():
+            if not k.startswith("_") and k not in _MODEL_UNCHECKED:
+                out[f"model.{k}"] = v
+        return _json_ready(out)
+
     def save(self, folder: str, state: bool = True) -> None:
         torch = self.torch
         parent = os.path.dirname(folder)
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex[:8]}")
+        tmp = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex[:8]}")  # TEMP_NAME
         self.model.save_pretrained(tmp, safe_serialization=True)
         tok_dir = os.path.dirname(self.data.manifest["tokenizer"]["path"])
         for name in TOKENIZER_FILES:
             if os.path.exists(os.path.join(tok_dir, name)):
                 shutil.copy(os.path.join(tok_dir, name), tmp)
         if state:
-            torch.save({"step": self.step, "optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "mixture": self.mixture.state_dict() if self.mixture else None,
-                        "cursors": self.cursors, "max_steps": self.max_steps, "config": asdict(self.cfg)},
-                       os.path.join(tmp, "trainer_state.pt"))
-        if os.path.exists(folder):
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+            tensors = {"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}
+            if self.device.type == "cuda":
+                tensors["cuda_rng"] = torch.cuda.get_rng_state_all()
+            torch.save(tensors, os.path.join(tmp, STATE_PT))
+            meta = {"format": STATE_FORMAT, "step": self.step, "max_steps": self.max_steps,
+                    "mixture": self.mixture.state_dict() if self.mixture else None,
+                    "cursors": self.cursors.tolist() if self.cursors is not None else None,
+                    "settings": self.settings(), "config": _json_ready(asdict(self.cfg))}
+            with open(os.path.join(tmp, STATE_JSON), "w") as f:
+                json.dump(meta, f, indent=1)
+        if os.path.exists(folder):  # set the old one aside, rename the new one in, then delete the old one
+            old = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, folder)
 
     def _prune(self) -> None:
         folder = os.path.join(self.cfg.output, "checkpoints")
-        done = sorted(d for d in os.listdir(folder) if d.startswith("step-"))
+        done = sorted(d for d in os.listdir(folder) if re.fullmatch(r"step-\d+", d))
         for d in done[: max(0, len(done) - self.cfg.keep_checkpoints)]:
             shutil.rmtree(os.path.join(folder, d), ignore_errors=True)
+
+    def _load_tensors(self, path: str) -> dict:
+        """``trainer_state.pt`` read with ``weights_only=True``: tensors and plain containers, never code."""
+        torch = self.torch
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            m = re.search(r"GLOBAL (\S+)", str(e)) or re.search(r"Unsupported [^\n]*", str(e))
+            detail = f" (it asks for {m.group(1)})" if m and m.groups() else f" ({m.group(0).strip()})" if m else ""
+            raise UserError(f"{path}: refused: it holds Python objects, not only tensors, and loading it could run "
+                            f"code{detail}; curate writes tensors only. If you did not write this checkpoint, delete "
+                            "its folder") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                            "delete this checkpoint folder to resume from an earlier one") from None
+        if not isinstance(st, dict) or not isinstance(st.get("optimizer"), dict) or \
+                not isinstance(st.get("torch_rng"), torch.Tensor):
+            raise UserError(f"{path}: not a curate trainer state (expected optimizer and torch_rng)")
+        return st
 
     def resume(self, folder: str) -> None:
         torch = self.torch
         from safetensors.torch import load_model
 
-        load_model(self.model, os.path.join(folder, "model.safetensors"), device=str(self.device))
-        st = torch.load(os.path.join(folder, "trainer_state.pt"), map_location=self.device, weights_only=False)
-        if st["max_steps"] != self.max_steps:
-            raise ValueError(f"{folder} was written by a run of {st['max_steps']} steps, this config has {self.max_steps}: "
-                             "resume with the same config, or start a new output folder")
-        self.opt.load_state_dict(st["optimizer"])
+        meta_path = os.path.join(folder, STATE_JSON)
+        if not os.path.exists(meta_path) or not os.path.exists(os.path.join(folder, STATE_PT)):
+            raise UserError(f"{folder}: no {STATE_JSON} and {STATE_PT} pair: written by an older curate (whose "
+                            "checkpoints cannot be loaded safely) or damaged; start a new output folder, or delete "
+                            "this checkpoint folder to resume from an earlier one")
+        bad = UserError(f"{meta_path}: not a trainer state this curate writes (format {STATE_FORMAT})")
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            step, settings = int(meta["step"]), meta["settings"]
+        except (ValueError, KeyError, TypeError):
+            raise bad from None
+        if meta.get("format") != STATE_FORMAT or not isinstance(settings, dict) or step < 0:
+            raise bad
+        changes = config_changes(settings, self.settings())
+        if changes and not self.allow_config_change:
+            raise UserError(f"{folder} was written with other settings: " + "; ".join(changes) + ". Resume with the "
+                            "same config, start a new output folder, or pass --allow-config-change to go on with the "
+                            "new values")
+        if changes:
+            print("note: resuming with changed settings (--allow-config-change): " + "; ".join(changes), file=sys.stderr)
+        st = self._load_tensors(os.path.join(folder, STATE_PT))
+        try:
+            load_model(self.model, os.path.join(folder, "model.safetensors"), device=str(self.device))
+            self.opt.load_state_dict(st["optimizer"])
+        except (RuntimeError, ValueError, KeyError, OSError) as e:
+            raise UserError(f"{folder}: the checkpoint does not fit this config's model: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         torch.set_rng_state(st["torch_rng"])
-        if self.mixture is not None and st["mixture"] is not None:
-            self.mixture.load_state_dict(st["mixture"])
-            self.cursors = st["cursors"]
-        self.step = st["step"]
+        if self.device.type == "cuda" and st.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        if self.mixture is not None and meta.get("mixture") is not None:
+            eta, min_weight, graph = self.mixture.eta, self.mixture.min_weight, self.mixture.graph
+            try:
+                self.mixture.load_state_dict(meta["mixture"])
+                cursors = np.array(meta["cursors"], dtype=np.int64)
+            except (ValueError, KeyError, TypeError) as e:
+                raise UserError(f"{meta_path}: online-mixture state does not fit this mix: {e}") from None
+            # the weights and step come from the checkpoint, the settings from this config (they only
+            # differ with --allow-config-change)
+            self.mixture.eta, self.mixture.min_weight, self.mixture.graph = eta, min_weight, graph
+            if cursors.shape != self.cursors.shape:
+                raise UserError(f"{meta_path}: cursors of shape {cursors.shape}, this mix needs {self.cursors.shape}")
+            self.cursors = cursors
+        self.step = step
 
     # ---- the loop
 
@@ -323,6 +499,8 @@ class Trainer:
 
         cfg = self.cfg
         os.makedirs(cfg.output, exist_ok=True)
+        for what in clean_temp_folders(cfg.output):
+            self._print(what)
         log_path = os.path.join(cfg.output, "log.jsonl")
         ckpt = _latest_checkpoint(cfg.output)
         if ckpt:
@@ -372,7 +550,7 @@ class Trainer:
                     loss, weights = weighted_loss(per, self.reweight, step)
                     (loss / cfg.grad_accum).backward()
                     total_loss += per.mean().item() / cfg.grad_accum
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)  # 0: off
                 self.opt.step()
                 self.opt.zero_grad(set_to_none=True)
                 self.step += 1
@@ -465,5 +643,6 @@ class _Progress:
             self.bar.stop()
 
 
-def run_train(cfg: TrainConfig, quiet: bool = False, stop_at_step: int | None = None) -> dict:
-    return Trainer(cfg, quiet=quiet).train(stop_at_step=stop_at_step)
+def run_train(cfg: TrainConfig, quiet: bool = False, stop_at_step: int | None = None,
+              allow_config_change: bool = False) -> dict:
+    return Trainer(cfg, quiet=quiet, allow_config_change=allow_config_change).train(stop_at_step=stop_at_step)
