@@ -286,6 +286,8 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
     spec = None
     if not isinstance(raw_in, dict) or "path" not in raw_in:
         problems.append(f"{where}:{lines.get(('input',), 1)}: 'input' needs a 'path' (a glob or a list of globs), or pass --input")
+        if isinstance(raw_in, dict):
+            problems += _unknown_keys(raw_in, InputSpec, where, lines, ("input",), "input")
     else:
         raw_in = dict(raw_in)
         if isinstance(raw_in["path"], str):
@@ -316,6 +318,8 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
     out = None
     if not isinstance(raw_out, dict) or "path" not in raw_out:
         problems.append(f"{where}:{lines.get(('output',), 1)}: 'output' needs a folder path, or pass --output")
+        if isinstance(raw_out, dict):
+            problems += _unknown_keys(raw_out, OutputSpec, where, lines, ("output",), "output")
     else:
         out, errs = configure(OutputSpec, raw_out, where, lines, ("output",), "output")
         problems += errs
@@ -371,6 +375,17 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
     if problems:
         raise RecipeError(problems)
     return Recipe(where, spec, out, stages)
+
+
+def _unknown_keys(params: dict, cls, where: str, lines: dict, path: tuple, what: str) -> list[str]:
+    fields = [f.name for f in params_of(cls)]
+    out = []
+    for key in params:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(fields))})"
+            out.append(f"{where}:{lines.get(path + (key,), lines.get(path, 0))}: {what}: unknown parameter {key!r}{hint}")
+    return out
 
 
 def _input_problems(pattern, fmt: str) -> list[str]:
