@@ -21,6 +21,14 @@ is written, with a message the user can act on:
 
 Memory is bounded by one batch in the first pipeline and one shard in the second, not by the corpus;
 the output depends only on the inputs, the spec and the seed (not on workers or bundle order).
+
+Output safety: the output may not overlap a domain's input, and a domain that is the partial output
+of a killed run is refused, before anything is written. The output is marked ``_INCOMPLETE`` while the
+mix writes it and ``_SUCCESS`` when it is done. A re-run removes only what a mix writes: the shard
+files (``shard-NNNNN.bin/.idx/.domains.npy``) in the phase folders, the held-out shards of its domains,
+the domains' error files, ``manifest.json`` and its own scratch folder ``_tmp`` (recognized by a marker
+file); anything else in the output folder is left alone. ``plan_mix`` runs the first pipeline only,
+into a scratch folder it removes, and writes nothing.
 """
 from __future__ import annotations
 
@@ -28,6 +36,9 @@ import itertools
 import json
 import os
 import pickle
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -38,12 +49,13 @@ import xxhash
 
 from curate import schema as S
 from curate.core import exchange
+from curate.core.safety import UserError, begin_output, check_name, check_output, finish_output, resolve_input
 from curate.core.stage import ERRORS, KEPT, Counts
 from curate.io.readers import InputSpec, is_local, read_bytes, read_ipc
 from curate.io.transforms import ReadInput
 from curate.io.writers import WriteBatches, join, write_bytes, write_ipc
 from curate.mix.indexed import write_indexed
-from curate.mix.spec import BUCKETS, DomainPool, MixError, MixSpec, Plan, make_plan, where_mask
+from curate.mix.spec import BUCKETS, RESERVED_PHASES, DomainPool, MixError, MixSpec, Plan, make_plan, where_mask
 
 MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -103,10 +115,12 @@ class _Tokenize(beam.DoFn):
         lens = lens[~empty]
         if len(lens) == 0:
             return
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self.tok.token_dtype, count=int(lens.sum()))
-        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
-        write_ipc(pa.record_batch({"h": h, "tokens": tokens}), join(self.scratch, f"{self.index:03d}-{S.batch_key(batch)}.arrow"))
+        if self.scratch is not None:  # None: only counting (``plan_mix``)
+            flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self.tok.token_dtype, count=int(lens.sum()))
+            offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+            tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+            write_ipc(pa.record_batch({"h": h, "tokens": tokens}),
+                      join(self.scratch, f"{self.index:03d}-{S.batch_key(batch)}.arrow"))
         bucket = (h >> np.uint64(48)).astype(np.int64)
         yield self.index, np.bincount(bucket, weights=lens + 1, minlength=BUCKETS).astype(np.int64)
 
@@ -281,43 +295,27 @@ class MixResult:
 
 def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int = 1,
             beam_args: list[str] | None = None) -> MixResult:
-    from curate.core.runner import clean_output, collect_stats
     from curate.tokenizer import load_tokenizer
 
     start = time.time()
     tok = load_tokenizer(spec.tokenizer, spec.eos_token)  # fail before any pipeline on a bad tokenizer
-    _check_where_columns(spec)
-    clean_output(output, ("_tmp", "valid", "errors", "manifest.json", *(p.name for p in spec.phases)))
+    paths = check_inputs(spec, output)  # before anything in the output is touched
+    _check_where_columns(spec, paths)
+    _check_layout(output, spec)
+    begin_output(output, "mix")
+    clean_mix_output(output, spec)
     tmp = join(output, "_tmp")
+    _make_scratch(tmp)
     scratch = join(tmp, "tokens")
-    names = list(spec.domains)
 
     # 1. count
-    p, local = _pipeline(runner, workers, beam_args)
-    hists = []
-    for i, d in enumerate(names):
-        dom = spec.domains[d]
-        ispec = InputSpec(path=dom.path, format=dom.format, text_key=dom.text_key, id_key=dom.id_key,
-                          source=d, batch_size=spec.batch_size)
-        read = p | f"Read[{d}]" >> ReadInput(ispec, stage=f"read:{d}")
-        _ = read[ERRORS] | f"Errors[{d}]" >> beam.ParDo(WriteBatches(join(output, "errors"), prefix=f"{d}-"))
-        hists.append(read[KEPT] | f"Tokenize[{d}]" >> beam.ParDo(_Tokenize(spec, d, i, scratch)))
-    hist_path = join(tmp, "hist.pkl")
-    _ = ((hists | beam.Flatten() | beam.CombinePerKey(sum)  # histograms, summed per domain
-          | beam.combiners.ToList()
-          | beam.Map(lambda rows: write_bytes(hist_path, pickle.dumps(dict(rows))))))
-    result = p.run()
-    result.wait_until_finish()
-    read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
-    hist = pickle.loads(read_bytes(hist_path))
-    pools = {d: DomainPool(hist.get(i, np.zeros(BUCKETS, np.int64)))
-             for i, d in enumerate(names)}
+    pools, read_stats = _count(spec, paths, tmp, scratch, join(output, "errors"), runner, workers, beam_args)
 
     # 2. plan
     try:
         plan = make_plan(spec, pools)
     except MixError:
-        clean_output(output, ("_tmp",))
+        _clear_scratch(tmp)
         raise
 
     # 3. select, shuffle, pack, write
@@ -332,10 +330,280 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
          | beam.Map(lambda rows: write_bytes(stats_path, pickle.dumps(rows))))
     p.run().wait_until_finish()
     shards = pickle.loads(read_bytes(stats_path))
-    manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output)
+    manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output, paths)
     write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
-    clean_output(output, ("_tmp",))
+    _clear_scratch(tmp)
+    finish_output(output)
     return MixResult(manifest, time.time() - start, read_stats)
+
+
+def _count(spec: MixSpec, paths: dict[str, list[str]], tmp: str, scratch: str | None, errors: str | None,
+           runner, workers, beam_args) -> tuple[dict[str, DomainPool], dict]:
+    """Pipeline 1: read, filter, tokenize every domain; (token histogram per domain, read stats).
+
+    The token ids go to ``scratch`` (None: not kept), unreadable records to ``errors`` (None: only counted).
+    """
+    from curate.core.runner import collect_stats
+
+    names = list(spec.domains)
+    p, _ = _pipeline(runner, workers, beam_args)
+    hists = []
+    for i, d in enumerate(names):
+        dom = spec.domains[d]
+        ispec = InputSpec(path=paths[d], format=dom.format, text_key=dom.text_key, id_key=dom.id_key,
+                          source=d, batch_size=spec.batch_size)
+        read = p | f"Read[{d}]" >> ReadInput(ispec, stage=f"read:{d}")
+        if errors is not None:
+            _ = read[ERRORS] | f"Errors[{d}]" >> beam.ParDo(WriteBatches(errors, prefix=f"{d}-"))
+        hists.append(read[KEPT] | f"Tokenize[{d}]" >> beam.ParDo(_Tokenize(spec, d, i, scratch)))
+    hist_path = join(tmp, "hist.pkl")
+    _ = ((hists | beam.Flatten() | beam.CombinePerKey(sum)  # histograms, summed per domain
+          | beam.combiners.ToList()
+          | beam.Map(lambda rows: write_bytes(hist_path, pickle.dumps(dict(rows))))))
+    result = p.run()
+    result.wait_until_finish()
+    read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
+    hist = pickle.loads(read_bytes(hist_path))
+    return {d: DomainPool(hist.get(i, np.zeros(BUCKETS, np.int64))) for i, d in enumerate(names)}, read_stats
+
+
+# ----------------------------------------------------------------------------------- plan only
+
+
+@dataclass
+class MixPlan:
+    """What a mix would do (``curate mix --plan``): the plan of a real run, with nothing written."""
+
+    spec: MixSpec
+    plan: Plan
+    pools: dict[str, DomainPool]
+    read_stats: dict
+    seconds: float
+
+    def summary(self) -> str:
+        spec, plan = self.spec, self.plan
+        total = plan.targets.sum()
+        lines = [f"plan: {len(plan.phases)} phase(s), {len(plan.domains)} domain(s), {total:,.0f} tokens in "
+                 f"{spec.seq_length}-token sequences (counted in {self.seconds:.1f}s; nothing written)"]
+        lines.append(f"{'phase':<10} {'domain':<14} {'requested':>12} {'share':>7} {'epochs':>7}")
+        for p, ph in enumerate(plan.phases):
+            phase_total = plan.targets[p].sum()
+            for j, d in enumerate(plan.domains):
+                t = plan.targets[p, j]
+                share = t / phase_total if phase_total else 0.0
+                epochs = t / plan.available[j] if plan.available[j] else 0.0
+                lines.append(f"{ph:<10} {d:<14} {t:>12,.0f} {share:>7.3f} {epochs:>7.2f}")
+        need = plan.targets.sum(axis=0)
+        for j, d in enumerate(plan.domains):
+            rs, ms = self.read_stats.get(f"read:{d}"), self.read_stats.get(f"mix:{d}")
+            dropped = {**(rs.dropped if rs else {}), **(ms.dropped if ms else {})}
+            errors = (rs.errors if rs else 0) + (ms.errors if ms else 0)
+            epochs = need[j] / plan.available[j] if plan.available[j] else 0.0
+            lines.append(f"domain {d}: {rs.n_in if rs else 0:,} documents in, {ms.kept if ms else 0:,} tokenized, "
+                         f"dropped {dropped}, errors {errors}; {int(plan.available[j]):,} tokens available, "
+                         f"{self.pools[d].heldout:,} held out; asks for {need[j]:,.0f} tokens, {epochs:.2f} epochs "
+                         f"(cap {spec.domains[d].max_epochs:g})")
+        return "\n".join(lines)
+
+
+def plan_mix(spec: MixSpec, output: str | None = None, runner: str | None = None, workers: int = 1,
+             beam_args: list[str] | None = None) -> MixPlan:
+    """Count every domain and plan the mixture without writing shards, a manifest or error files.
+
+    Raises the MixError a real run would raise for an impossible mixture. Scratch goes to a local
+    temporary folder (with a remote runner: ``OUTPUT/_tmp``), removed before returning.
+    """
+    from curate.core.runner import pipeline_setup
+    from curate.tokenizer import load_tokenizer
+
+    start = time.time()
+    load_tokenizer(spec.tokenizer, spec.eos_token)
+    paths = check_inputs(spec, output)
+    _check_where_columns(spec, paths)
+    local = pipeline_setup(runner, workers, beam_args)[3]
+    if local:
+        tmp = tempfile.mkdtemp(prefix="curate-mix-plan-")
+    elif output:
+        tmp = join(output, "_tmp")
+        _clear_scratch(tmp)
+        _make_scratch(tmp)
+    else:
+        raise UserError("curate mix --plan with a remote runner needs --output: its scratch goes to OUTPUT/_tmp")
+    try:
+        pools, read_stats = _count(spec, paths, tmp, None, None, runner, workers, beam_args)
+        plan = make_plan(spec, pools)
+    finally:
+        if local:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _clear_scratch(tmp)
+    return MixPlan(spec, plan, pools, read_stats, time.time() - start)
+
+
+# ------------------------------------------------------------------------------ output safety
+
+SCRATCH_MARK = "_CURATE_MIX_SCRATCH"
+# the files ``write_indexed`` writes for a prefix, and its temporary names (a re-run after a kill may find them)
+_INDEXED = r"(?:\.bin|\.idx|\.domains\.npy|\.(?:bin|idx)\.[0-9a-f]{8}\.tmp|\.domains\.[0-9a-f]{8}\.tmp\.npy)"
+
+
+def check_inputs(spec: MixSpec, output: str | None) -> dict[str, list[str]]:
+    """Each domain's paths as they are read; refuses partial inputs and an output overlapping an input.
+
+    A domain path that is a curate output folder means its ``data/``; one inside the output of a run
+    that did not finish is refused. Nothing is written.
+    """
+    _check_names(spec)
+    paths = {d: [resolve_input(p, f"domain {d!r}: path") for p in dom.path] for d, dom in spec.domains.items()}
+    if output is not None:
+        check_output(output, [p for d, dom in spec.domains.items() for p in [*dom.path, *paths[d]]])
+    return paths
+
+
+def _check_names(spec: MixSpec) -> None:
+    """Phase and domain names become file names: refuse any that is not a plain name (``parse_spec`` already
+    does, with lines; this guards specs built or changed in code)."""
+    reserved = {r.lower() for r in RESERVED_PHASES}
+    for p in spec.phases:
+        problem = check_name(p.name, "phase name")
+        if problem is None and p.name.lower() in reserved:
+            problem = f"phase name {p.name!r} is reserved (a mix output holds {', '.join(RESERVED_PHASES)})"
+        if problem:
+            raise UserError(problem)
+    for d in spec.domains:
+        problem = check_name(d, "domain name")
+        if problem:
+            raise UserError(problem)
+
+
+def _listdir(folder: str) -> list[str] | None:
+    """Names in ``folder`` (None when it does not exist); a UserError when it is a file or a link."""
+    if is_local(folder):
+        f = folder.removeprefix("file://")
+        if not os.path.lexists(f):
+            return None
+        if os.path.islink(f) or not os.path.isdir(f):
+            raise UserError(f"{folder!r} is in the way: the mix writes a folder there, and it did not make this "
+                            "one; remove it or choose another --output")
+        return os.listdir(f)
+    from apache_beam.io.filesystems import FileSystems
+
+    found = FileSystems.match([join(folder, "*")])[0].metadata_list
+    return [m.path.rstrip("/").rsplit("/", 1)[-1] for m in found] or None
+
+
+def _remove_files(folder: str, pattern: str) -> None:
+    """Remove the files of ``folder`` whose names match ``pattern`` (a regex); then the folder if empty."""
+    names = _listdir(folder)
+    if names is None:
+        return
+    rx = re.compile(pattern)
+    ours = [join(folder, n) for n in names if rx.fullmatch(n)]
+    if is_local(folder):
+        for path in ours:
+            f = path.removeprefix("file://")
+            if os.path.isfile(f) or os.path.islink(f):
+                os.remove(f)
+        try:
+            os.rmdir(folder.removeprefix("file://"))  # only when nothing else is left in it
+        except OSError:
+            pass
+    elif ours:
+        from apache_beam.io.filesystems import FileSystems
+
+        FileSystems.delete(ours)
+
+
+def _earlier(output: str) -> tuple[set[str], set[str]]:
+    """(phase names, domain names) of an earlier mix's manifest in ``output``, if any; valid names only."""
+    try:
+        m = json.loads(read_bytes(join(output, "manifest.json")))
+        phases = {ph["name"] for ph in m.get("phases", [])}
+        domains = set(m.get("domain_names", []))
+    except Exception:  # no manifest, or not one of ours
+        return set(), set()
+    reserved = {r.lower() for r in RESERVED_PHASES}
+    ok = {n for n in phases if check_name(n, "phase") is None and n.lower() not in reserved}
+    return ok, {n for n in domains if check_name(n, "domain") is None}
+
+
+def _targets(output: str, spec: MixSpec) -> tuple[list[str], list[str]]:
+    """(phase names, domain names) whose files a mix into ``output`` may remove: this spec's and the earlier manifest's."""
+    old_phases, old_domains = _earlier(output)
+    return sorted({p.name for p in spec.phases} | old_phases), sorted(set(spec.domains) | old_domains)
+
+
+def _check_layout(output: str, spec: MixSpec) -> None:
+    """Refuse, before the output is marked or cleaned, a file or link where the mix writes a folder,
+    a ``manifest.json`` that is not a file, or a scratch folder the mix did not make."""
+    phases, _ = _targets(output, spec)
+    for name in [*phases, "valid", "errors"]:
+        _listdir(join(output, name))
+    manifest = join(output, "manifest.json")
+    if is_local(manifest) and os.path.lexists(manifest) and (os.path.islink(manifest) or not os.path.isfile(manifest)):
+        raise UserError(f"{manifest!r} is in the way: the mix writes its manifest there; remove it or choose another --output")
+    names = _listdir(join(output, "_tmp"))
+    if names and not _scratch_is_ours(names):
+        raise UserError(_not_our_scratch(join(output, "_tmp")))
+
+
+def clean_mix_output(output: str, spec: MixSpec) -> None:
+    """Remove what an earlier (possibly killed) mix wrote in ``output`` -- and nothing else.
+
+    That is: shard files in the folders of this spec's phases and of the phases of the earlier
+    manifest; held-out shards and error files of those domains; ``manifest.json``; the scratch
+    folder ``_tmp`` if it has the mix's marker. A folder is removed only when that leaves it empty.
+    """
+    phases, domains = _targets(output, spec)
+    for name in phases:
+        _remove_files(join(output, name), r"shard-\d{5}" + _INDEXED)
+    alt = "|".join(re.escape(d) for d in domains)
+    _remove_files(join(output, "valid"), f"(?:{alt}){_INDEXED}")
+    _remove_files(join(output, "errors"), rf"(?:{alt})-[^/]+\.parquet|\.(?:{alt})-[^/]+\.parquet\.[0-9a-f]{{8}}\.inprogress")
+    manifest = join(output, "manifest.json")
+    if is_local(manifest):
+        if os.path.isfile(manifest):
+            os.remove(manifest)
+    else:
+        from apache_beam.io.filesystems import FileSystems
+
+        if FileSystems.exists(manifest):
+            FileSystems.delete([manifest])
+    _clear_scratch(join(output, "_tmp"))
+
+
+def _make_scratch(tmp: str) -> None:
+    write_bytes(join(tmp, SCRATCH_MARK), b"scratch of curate mix: removed when the mix ends\n")
+
+
+def _clear_scratch(tmp: str) -> None:
+    """Remove the scratch folder ``tmp`` if the mix made it (its marker is there); refuse one it did not make."""
+    names = _listdir(tmp)
+    if not names:
+        if names is not None and is_local(tmp):
+            os.rmdir(tmp.removeprefix("file://"))
+        return
+    if _scratch_is_ours(names):
+        if is_local(tmp):
+            shutil.rmtree(tmp.removeprefix("file://"))
+        else:
+            from apache_beam.io.filesystems import FileSystems
+
+            found = FileSystems.match([join(tmp, "**")])[0].metadata_list
+            if found:
+                FileSystems.delete([m.path for m in found])
+        return
+    raise UserError(_not_our_scratch(tmp))
+
+
+def _scratch_is_ours(names: list[str]) -> bool:
+    # the marker, or only a marker that was being written when a run was killed
+    return SCRATCH_MARK in names or all(n.startswith("." + SCRATCH_MARK) for n in names)
+
+
+def _not_our_scratch(tmp: str) -> str:
+    return (f"{tmp!r} holds files that curate mix did not write (no {SCRATCH_MARK} marker); the mix keeps its "
+            "scratch there: move them away or choose another --output")
 
 
 def _list(folder: str) -> list[str]:
@@ -344,16 +612,16 @@ def _list(folder: str) -> list[str]:
     return [m.path for m in FileSystems.match([join(folder, "*.arrow")])[0].metadata_list]
 
 
-def _check_where_columns(spec: MixSpec) -> None:
+def _check_where_columns(spec: MixSpec, paths: dict[str, list[str]]) -> None:
     """Name a where column that the domain's first Parquet file lacks before anything runs."""
     import pyarrow.parquet as pq
 
     from curate.io.readers import detect_format, list_files
 
     for d, dom in spec.domains.items():
-        files = list_files(dom.path)
+        files = list_files(paths[d])
         if not files:
-            raise FileNotFoundError(f"domain {d!r}: no files match {', '.join(dom.path)}")
+            raise FileNotFoundError(f"domain {d!r}: no files match {', '.join(paths[d])}")
         first = files[0][0]
         if not dom.clauses or detect_format(first, dom.format) != "parquet":
             continue
@@ -367,7 +635,7 @@ def _check_where_columns(spec: MixSpec) -> None:
 
 
 def build_manifest(spec: MixSpec, plan: Plan, pools: dict[str, DomainPool], shards: list[dict], tok,
-                   read_stats: dict, output: str) -> dict:
+                   read_stats: dict, output: str, paths: dict[str, list[str]] | None = None) -> dict:
     names = list(spec.domains)
     phases = []
     used_docs = {d: 0 for d in names}
@@ -404,7 +672,7 @@ def build_manifest(spec: MixSpec, plan: Plan, pools: dict[str, DomainPool], shar
         rs, ms = read_stats.get(f"read:{d}"), read_stats.get(f"mix:{d}")
         used = sum(ph["domains"][d]["realized_tokens"] for ph in phases)
         domains[d] = {
-            "path": spec.domains[d].path, "where": spec.domains[d].where,
+            "path": (paths or {}).get(d, spec.domains[d].path), "where": spec.domains[d].where,
             "documents_in": rs.n_in if rs else 0,
             "documents_tokenized": ms.kept if ms else 0,
             "documents_used": used_docs[d],

@@ -21,6 +21,8 @@ cannot hold, planning fails and names every domain that runs short, by how much,
 """
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,12 +30,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from curate.core.recipe import RecipeError, _load_with_lines, configure, read_text
+from curate.core.safety import check_name
 
 BUCKETS = 1 << 16  # hash buckets per domain: the granularity of deterministic sampling
 
 
 class MixError(ValueError):
     """The mixture cannot be realized; the message names the domains and the shortfall."""
+
+
+# names a phase cannot take: they are the other entries of a mix output folder
+RESERVED_PHASES = ("valid", "errors", "_tmp", "manifest.json", "_SUCCESS", "_INCOMPLETE")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_amounts(what: str, values: dict) -> None:
+    """Weights, upsampling factors or token targets: each a finite number >= 0."""
+    bad = {d: v for d, v in values.items() if not _finite(v) or v < 0}
+    if bad:
+        raise ValueError(f"{what} must be finite numbers >= 0, got {bad}")
 
 
 @dataclass
@@ -46,12 +64,21 @@ class DomainSpec:
     max_epochs: float = 4.0
 
     def __post_init__(self):
+        from curate.io.readers import FORMATS
+
         if isinstance(self.path, str):
             self.path = [self.path]
+        if not self.path or any(not p for p in self.path):
+            raise ValueError("path must be a non-empty file, folder or glob (or a list of them)")
         self.path = [p if "://" in p else os.path.abspath(p) for p in self.path]
-        if self.max_epochs <= 0:
-            raise ValueError("max_epochs must be > 0")
-        self.clauses = parse_where(self.where) if self.where else []
+        if not math.isfinite(self.max_epochs) or self.max_epochs <= 0:
+            raise ValueError(f"max_epochs must be a finite number > 0, got {self.max_epochs}")
+        if self.format not in FORMATS + ("auto",):
+            raise ValueError(f"format must be one of {FORMATS + ('auto',)}, got {self.format!r}")
+        for key in ("text_key", "id_key"):
+            if not getattr(self, key):
+                raise ValueError(f"{key} must be a column name, got {getattr(self, key)!r}")
+        self.clauses = parse_where(self.where) if self.where is not None else []
 
 
 @dataclass
@@ -69,9 +96,7 @@ class PhaseSpec:
         if self.tokens is not None and self.fraction is not None:
             raise ValueError("a phase with token targets takes no fraction")
         for k in given:
-            bad = {d: v for d, v in getattr(self, k).items() if v < 0}
-            if bad:
-                raise ValueError(f"{k} must be >= 0, got {bad}")
+            _check_amounts(k, getattr(self, k))
         if self.fraction is not None and not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
 
@@ -90,6 +115,10 @@ class MixSpec:
     eos_token: str | None = None
     batch_size: int = 1024
     source_file: str = "<spec>"
+
+    # lowest (and highest) values, for ``configure``'s range checks; ``_check_values`` checks them too
+    limits = {"seq_length": (2, None), "total_tokens": (1, None), "shard_tokens": (1, None),
+              "batch_size": (1, None), "heldout_tokens": (0, None), "seed": (0, None)}
 
 
 # ----------------------------------------------------------------------------- where clauses
@@ -157,11 +186,21 @@ def parse_spec(text: str, where: str = "<spec>") -> MixSpec:
     if not isinstance(raw_domains, dict) or not raw_domains:
         problems.append(f"{where}:{lines.get(('domains',), 1)}: 'domains' must be a non-empty mapping of name -> {{path: ...}}")
         raw_domains = {}
+    seen_domains: dict[str, str] = {}
     for name, params in raw_domains.items():
+        line = lines.get(('domains', name), 0)
+        bad = check_name(name, "domain name")
+        if bad:  # domain names become file names (valid/<domain>.bin, errors/<domain>-*.parquet)
+            problems.append(f"{where}:{line}: {bad}")
+            continue
+        if name.lower() in seen_domains:
+            problems.append(f"{where}:{line}: domain {name!r} differs from domain {seen_domains[name.lower()]!r} only in "
+                            "case; their files would collide on case-insensitive filesystems")
+        seen_domains[name.lower()] = name
         if isinstance(params, str):
             params = {"path": params}
         if not isinstance(params, dict):
-            problems.append(f"{where}:{lines.get(('domains', name), 0)}: domain {name!r} must be a mapping with at least 'path'")
+            problems.append(f"{where}:{line}: domain {name!r} must be a mapping with at least 'path'")
             continue
         dom, errs = configure(DomainSpec, params, where, lines, ("domains", name), f"domain {name!r}")
         problems += errs
@@ -177,21 +216,34 @@ def parse_spec(text: str, where: str = "<spec>") -> MixSpec:
         if not isinstance(params, dict):
             problems.append(f"{where}:{lines.get(('phases', i), 0)}: {what} must be a mapping with name and weights")
             continue
+        name = params.get("name")
+        if name is not None:
+            bad = check_name(name, f"{what}: name")
+            if bad is None and name.lower() in (r.lower() for r in RESERVED_PHASES):
+                bad = f"{what}: name {name!r} is reserved (a mix output holds {', '.join(RESERVED_PHASES)}); rename the phase"
+            if bad:  # phase names become folders of the output
+                problems.append(f"{where}:{lines.get(('phases', i, 'name'), lines.get(('phases', i), 0))}: {bad}")
         ph, errs = configure(PhaseSpec, params, where, lines, ("phases", i), what)
         problems += errs
+        label = f"phase {name!r}" if isinstance(name, str) else what
+        for k in ("weights", "upsample", "tokens"):  # from the raw params: reported even when others are wrong
+            for d in (params.get(k) if isinstance(params.get(k), dict) else {}):
+                if d not in raw_domains:
+                    problems.append(f"{where}:{lines.get(('phases', i, k, d), lines.get(('phases', i), 0))}: "
+                                    f"{label}: {k} names {_unknown_domain(d, raw_domains)}")
         if ph is not None:
-            for k in ("weights", "upsample", "tokens"):
-                for d in (getattr(ph, k) or {}):
-                    if d not in raw_domains:
-                        problems.append(f"{where}:{lines.get(('phases', i, k, d), lines.get(('phases', i), 0))}: "
-                                        f"phase {ph.name!r}: {k} names unknown domain {d!r} (domains: {', '.join(raw_domains)})")
             phases.append(ph)
+    if "source_file" in data:  # set by the loader, not a spec key
+        problems.append(f"{where}:{lines.get(('source_file',), 0)}: unknown top-level key 'source_file'")
+        data.pop("source_file")
     data["domains"], data["phases"] = {}, []
     spec, errs = configure(MixSpec, data, where, lines, (), "mixture")
     problems += errs
+    problems += _check_values(data, where, lines, problems)
     if spec is not None:
         spec.domains, spec.phases, spec.source_file = domains, phases, where
-        problems += _check_phases(spec, where, lines)
+        if len(phases) == len(raw_phases):  # checks across phases: only when every phase could be read
+            problems += _check_phases(spec, where, lines, list(raw_domains))
     if problems:
         raise RecipeError(problems)
     if spec.tokenizer and "://" not in spec.tokenizer:
@@ -199,25 +251,69 @@ def parse_spec(text: str, where: str = "<spec>") -> MixSpec:
     return spec
 
 
-def _check_phases(spec: MixSpec, where: str, lines: dict) -> list[str]:
+def _unknown_domain(d, domains) -> str:
+    close = difflib.get_close_matches(str(d), [str(k) for k in domains], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown domain {d!r} ({hint}domains: {', '.join(map(str, domains))})"
+
+
+# (key, smallest allowed value, what it means) for the top-level numbers
+_RANGES = (("seq_length", 2, "tokens per packed sequence"), ("shard_tokens", 1, "tokens per shard"),
+           ("batch_size", 1, "documents per tokenizer batch"), ("heldout_tokens", 0, "held-out tokens per domain"),
+           ("total_tokens", 1, "the token budget"), ("seed", 0, "the seed"))
+
+
+def _check_values(data: dict, where: str, lines: dict, found: list[str]) -> list[str]:
+    """Every top-level value in range, so nothing fails halfway through a run.
+
+    Checks the raw values (so a problem is reported even when another key has one too), skipping
+    values of the wrong type and keys that already have a problem at their line in ``found``.
+    """
+    def reported(key):
+        return any(p.startswith(f"{where}:{lines.get((key,), 0)}:") and repr(key) in p for p in found)
+
     problems = []
-    if spec.seq_length < 2:
-        problems.append(f"{where}:{lines.get(('seq_length',), 0)}: seq_length must be >= 2")
+    for key, low, meaning in _RANGES:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or reported(key):
+            continue
+        if value < low:
+            problems.append(f"{where}:{lines.get((key,), 0)}: {key!r} ({meaning}) must be >= {low}, got {value}")
+    for key in ("tokenizer", "eos_token"):
+        if data.get(key) == "" and not reported(key):
+            problems.append(f"{where}:{lines.get((key,), 0)}: {key!r} must not be empty")
+    weights = data.get("weights")
+    if isinstance(weights, dict) and not reported("weights"):
+        try:
+            _check_amounts("weights", weights)
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('weights',), 0)}: {e}")
+    return problems
+
+
+def _check_phases(spec: MixSpec, where: str, lines: dict, known: list | None = None) -> list[str]:
+    problems = []
+    known = list(spec.domains) if known is None else known
     if spec.weights is not None:
-        unknown = [d for d in spec.weights if d not in spec.domains]
+        unknown = [d for d in spec.weights if d not in known]
         if unknown:
-            problems.append(f"{where}:{lines.get(('weights',), 0)}: weights name unknown domain(s) {unknown} "
-                            f"(domains: {', '.join(spec.domains)})")
+            hints = [f"{d!r} -> {c[0]!r}" for d in unknown
+                     for c in [difflib.get_close_matches(str(d), [str(k) for k in known], n=1)] if c]
+            hint = f"did you mean {', '.join(hints)}? " if hints else ""
+            problems.append(f"{where}:{lines.get(('weights', unknown[0]), lines.get(('weights',), 0))}: weights name "
+                            f"unknown domain(s) {unknown} ({hint}domains: {', '.join(map(str, known))})")
         if spec.phases:
             return [f"{where}:{lines.get(('weights',), 0)}: give top-level weights or phases, not both"]
-        spec.phases = [PhaseSpec(name="main", fraction=1.0, weights=spec.weights)]
+        try:
+            spec.phases = [PhaseSpec(name="main", fraction=1.0, weights=spec.weights)]
+        except ValueError:  # weights out of range: reported by _check_values
+            return problems
     if not spec.phases:
         return problems + [f"{where}:1: the spec needs 'phases' (or top-level 'weights' for a single phase)"]
     names = [p.name for p in spec.phases]
-    if "valid" in names:
-        problems.append(f"{where}:{lines.get(('phases',), 0)}: 'valid' is reserved for the held-out split; rename that phase")
-    if len(set(names)) != len(names):
-        problems.append(f"{where}:{lines.get(('phases',), 0)}: phase names must be unique: {names}")
+    if len({n.lower() for n in names}) != len(names):
+        problems.append(f"{where}:{lines.get(('phases',), 0)}: phase names must be unique (also ignoring case: each "
+                        f"is a folder of the output): {names}")
     if spec.phases[0].upsample is not None:
         problems.append(f"{where}:{lines.get(('phases', 0), 0)}: the first phase cannot upsample: there are no weights before it")
     with_fraction = [p for p in spec.phases if p.tokens is None]
@@ -232,9 +328,24 @@ def _check_phases(spec: MixSpec, where: str, lines: dict) -> list[str]:
         total = sum(p.fraction or 0 for p in with_fraction)
         if not missing and abs(total - 1.0) > 1e-6:
             problems.append(f"{where}:{lines.get(('phases',), 0)}: phase fractions sum to {total:g}, not 1")
-    for p in spec.phases:
-        if p.weights is not None and sum(p.weights.values()) <= 0:
-            problems.append(f"{where}:1: phase {p.name!r}: weights sum to 0")
+    # the weights each phase ends up with: none may be all zero (an upsample of zero weights is too)
+    prev = None
+    for i, p in enumerate(spec.phases):
+        line = lines.get(('phases', i), 1)
+        if p.tokens is not None:
+            w = {d: float(v) for d, v in p.tokens.items()}
+            kind = "token targets"
+        elif p.weights is not None:
+            w = {d: float(v) for d, v in p.weights.items()}
+            kind = "weights"
+        elif prev is not None:
+            w = {d: v * float(p.upsample.get(d, 1.0)) for d, v in prev.items()}
+            kind = "upsampled weights"
+        else:
+            break  # the first phase upsamples: reported above
+        if sum(w.values()) <= 0:
+            problems.append(f"{where}:{line}: phase {p.name!r}: {kind} sum to 0")
+        prev = {d: w.get(d, 0.0) for d in spec.domains}
     return problems
 
 
