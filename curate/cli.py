@@ -8,11 +8,16 @@ import sys
 import warnings
 
 
-def _quiet():
+def _quiet(verbose: bool = False):
+    """Hide Beam's and Google's import-time warnings and worker INFO lines unless -v."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _problems(title: str, e) -> int:
@@ -23,55 +28,48 @@ def _problems(title: str, e) -> int:
     return 2
 
 
-def cmd_run(args, beam_args) -> int:
+def _console(stderr: bool = False):
+    """A rich console that does not wrap lines at 80 columns when not on a terminal."""
     from rich.console import Console
 
-    from curate.core.recipe import RecipeError, load_recipe
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
+
+
+def _run_and_report(recipe, args, beam_args) -> int:
     from curate.core.report import print_summary
     from curate.core.runner import LedgerError, run_recipe
 
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    err = Console(stderr=True)
     try:
-        recipe = load_recipe(args.recipe, args.input, args.output, check_inputs=True)
-    except RecipeError as e:
-        err.print("[red]recipe error[/]", highlight=False)
-        for line in e.problems:
-            err.print("  " + line, highlight=False, markup=False)
-        return 2
+        res = run_recipe(recipe, runner=args.runner, workers=args.workers, beam_args=beam_args,
+                         show_progress=not args.quiet, max_error_rate=args.max_error_rate)
+    except LedgerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print_summary(res, _console())
+    if res.failed:
+        print(f"error: the run mostly failed ({'; '.join(res.failed)}); see the top errors above and "
+              f"{recipe.output.path}/errors/. The output is marked _INCOMPLETE. Raise --max-error-rate to accept it.",
+              file=sys.stderr)
+        return 4
+    return 0
+
+
+def cmd_run(args, beam_args) -> int:
+    from curate.core.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.input, args.output, check_inputs=True)
     if args.write_rejected:
         recipe.output.write_rejected = True
-    try:
-        res = run_recipe(recipe, runner=args.runner, workers=args.workers, beam_args=beam_args, show_progress=not args.quiet)
-    except LedgerError as e:
-        err.print(f"[red]{e}[/]")
-        return 3
-    except FileNotFoundError as e:
-        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
-        return 2
-    print_summary(res, console)
-    return 0
+    return _run_and_report(recipe, args, beam_args)
 
 
 def cmd_score(args, beam_args) -> int:
-    from rich.console import Console
-
-    from curate.core.recipe import RecipeError
-    from curate.core.report import print_summary
-    from curate.core.runner import run_recipe
     from curate.score import score_recipe
 
-    err = Console(stderr=True)
     options = {k: v for k, v in (("text_key", args.text_key), ("id_key", args.id_key), ("html_key", args.html_key)) if v}
-    try:
-        recipe = score_recipe(args.input, args.scorer, args.output, **options)
-    except RecipeError as e:
-        for line in e.problems:
-            err.print(line, markup=False, highlight=False)
-        return 2
-    res = run_recipe(recipe, runner=args.runner, workers=args.workers, beam_args=beam_args, show_progress=not args.quiet)
-    print_summary(res, Console(width=None if sys.stdout.isatty() else 120))
-    return 0
+    recipe = score_recipe(args.input, args.scorer, args.output, **options)
+    return _run_and_report(recipe, args, beam_args)
 
 
 def cmd_inspect(args, beam_args) -> int:
@@ -79,7 +77,7 @@ def cmd_inspect(args, beam_args) -> int:
 
     try:
         inspect(args.path, args.output, args.column)
-    except (FileNotFoundError, KeyError) as e:
+    except (FileNotFoundError, ValueError) as e:  # UserError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -97,9 +95,15 @@ def cmd_train_tokenizer(args, beam_args) -> int:
     try:
         tok = train_tokenizer(args.input, args.output, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
                               text_key=args.text_key, limit_docs=args.limit_docs)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # UserError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
+    stats = tok.stats or {}
+    skipped = sum((stats.get("skipped") or {}).values())
+    n_files = len(stats.get("files") or [])
+    print(f"trained on {stats.get('docs', 0):,} documents from {n_files:,} file{'s' if n_files != 1 else ''}"
+          + (f" ({skipped:,} records skipped: {', '.join(sorted(stats['skipped']))})" if skipped else "")
+          + (f" (--limit-docs {args.limit_docs})" if args.limit_docs and stats.get("docs") == args.limit_docs else ""))
     print(f"tokenizer: {tok.vocab_size:,} tokens, eos {tok.eos_token!r} = {tok.eos_id} -> {args.output}/tokenizer.json "
           f"(sha256 {tok.sha256[:12]})")
     return 0
@@ -107,9 +111,15 @@ def cmd_train_tokenizer(args, beam_args) -> int:
 
 def cmd_mix(args, beam_args) -> int:
     from curate.core.recipe import RecipeError
-    from curate.mix.pipeline import run_mix
+    from curate.mix.pipeline import plan_mix, run_mix
     from curate.mix.spec import load_spec
 
+    if args.output is None and not args.plan:
+        print("error: curate mix needs --output (or --plan, to print the plan without writing anything)", file=sys.stderr)
+        return 2
+    if args.seed is not None and args.seed < 0:
+        print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
+        return 2
     try:
         spec = load_spec(args.spec)
     except RecipeError as e:
@@ -117,8 +127,11 @@ def cmd_mix(args, beam_args) -> int:
     if args.seed is not None:
         spec.seed = args.seed
     try:
-        res = run_mix(spec, args.output, runner=args.runner, workers=args.workers, beam_args=beam_args)
-    except (FileNotFoundError, ValueError) as e:  # MixError is a ValueError
+        if args.plan:
+            res = plan_mix(spec, args.output, runner=args.runner, workers=args.workers, beam_args=beam_args)
+        else:
+            res = run_mix(spec, args.output, runner=args.runner, workers=args.workers, beam_args=beam_args)
+    except (FileNotFoundError, ValueError) as e:  # MixError and UserError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(res.summary())
@@ -127,20 +140,34 @@ def cmd_mix(args, beam_args) -> int:
 
 def cmd_train(args, beam_args) -> int:
     from curate.core.recipe import RecipeError
-    from curate.train.config import load_config
+    from curate.train.config import config_problems, load_config
 
     try:
         cfg = load_config(args.config)
     except RecipeError as e:
         return _problems("trainer config error", e)
-    for key in ("data", "output", "max_steps"):
+    overridden = {}
+    for key, flag in (("data", "--data"), ("output", "--output"), ("max_steps", "--max-steps")):
         value = getattr(args, key)
         if value is not None:
-            setattr(cfg, key, os.path.abspath(value) if key != "max_steps" else value)
+            if key != "max_steps" and value.strip():
+                value = value if "://" in value else os.path.abspath(value)
+            setattr(cfg, key, value)
+            overridden[key] = flag
+    problems = config_problems(cfg, overridden=overridden)  # the file passed load_config: these are the flags'
+    if args.stop_at_step is not None and args.stop_at_step < 1:
+        problems.append(f"--stop-at-step must be an integer >= 1, got {args.stop_at_step}")
+    if not problems and "data" in overridden and "://" not in cfg.data and not os.path.isdir(cfg.data):
+        problems.append(f"--data {args.data!r}: no such folder (give the output folder of `curate mix`)")
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     from curate.train.trainer import run_train
 
     try:
-        res = run_train(cfg, quiet=args.quiet, stop_at_step=args.stop_at_step)
+        res = run_train(cfg, quiet=args.quiet, stop_at_step=args.stop_at_step,
+                        allow_config_change=args.allow_config_change)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -163,15 +190,49 @@ def cmd_fit_mixture(args, beam_args) -> int:
     return cli_main(list(args.rest) + list(beam_args))
 
 
-def cmd_validate(args, beam_args) -> int:
-    from curate.core.recipe import RecipeError, load_recipe
+def _kind_of(path: str) -> str:
+    """recipe | mix | train, from the top-level keys of a YAML file (the parsers report what is wrong)."""
+    import yaml
+
+    from curate.core.recipe import read_text
 
     try:
-        r = load_recipe(args.recipe, check_inputs=True)
-    except RecipeError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        return 2
+        data = yaml.safe_load(read_text(path, "file"))
+    except yaml.YAMLError:
+        return "recipe"  # the recipe parser reports the YAML error with its line
+    keys = set(data) if isinstance(data, dict) else set()
+    if keys & {"domains", "phases", "seq_length", "tokenizer"}:
+        return "mix"
+    if keys & {"data", "model", "lr", "max_steps", "micro_batch_size"}:
+        return "train"
+    return "recipe"
+
+
+def cmd_validate(args, beam_args) -> int:
+    """The same checks as the command that runs the file, without running anything."""
+    kind = args.kind or _kind_of(args.recipe)
+    if kind == "mix":
+        from curate.mix.spec import load_spec
+
+        from curate.mix.pipeline import check_inputs
+        from curate.tokenizer import load_tokenizer
+
+        spec = load_spec(args.recipe)
+        check_inputs(spec, None)
+        load_tokenizer(spec.tokenizer, spec.eos_token)
+        print(f"{args.recipe}: ok (mixture spec: {len(spec.domains)} domains, {len(spec.phases)} phases)")
+        return 0
+    if kind == "train":
+        from curate.train.config import load_config
+        from curate.train.trainer import preflight
+
+        cfg = load_config(args.recipe)
+        preflight(cfg)
+        print(f"{args.recipe}: ok (trainer config: data {cfg.data}, output {cfg.output})")
+        return 0
+    from curate.core.recipe import load_recipe
+
+    r = load_recipe(args.recipe, check_inputs=True)
     print(f"{args.recipe}: ok ({len(r.stages)} stages: {', '.join(n for n, _ in r.stages)})")
     return 0
 
@@ -198,19 +259,89 @@ def cmd_stages(args, beam_args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
+    return v
+
+
+# commands whose unknown options are Beam pipeline options (checked by name against Beam's own parser)
+BEAM_COMMANDS = ("run", "score", "mix")
+
+
+def _beam_parser():
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)  # the same registry PipelineOptions.get_all_options uses
+    return parser
+
+
+def check_beam_args(rest: list[str], sub: argparse.ArgumentParser) -> list[str]:
+    """``rest`` when every token is a Beam pipeline option (by its full name) or its value; else a UserError
+    naming the first unknown token, with a did-you-mean over curate's and Beam's option names."""
+    import difflib
+
+    from curate.core.safety import UserError
+
+    if not rest:
+        return []
+    parser = _beam_parser()
+    _, unknown = parser.parse_known_args(rest)
+    if not unknown:
+        return rest
+    ours = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    beam = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    token = unknown[0]
+    if not token.startswith("-"):
+        raise UserError(f"unexpected argument {token!r}: quote globs (--input 'data/*.jsonl') or give one value per option")
+    name = token.split("=", 1)[0]
+    close = difflib.get_close_matches(name, ours + beam, n=1, cutoff=0.6)
+    if not close and "_" in name:
+        close = difflib.get_close_matches(name.replace("_", "-"), ours, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UserError(f"unknown option {name}{hint}; curate's options: {' '.join(sorted(set(ours) - {'--help'}))}; "
+                    "anything else must be a Beam pipeline option (see --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="curate", description="Data curation for LLM pretraining corpora, on Apache Beam.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    _quiet(verbose)
+    parser = argparse.ArgumentParser(prog="curate", description="Data curation for LLM pretraining corpora, on Apache Beam. "
+                                     "-v anywhere: show Beam's logs and full tracebacks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a recipe", description=(
         "Run a YAML recipe. Unknown options are passed to Beam as pipeline options, e.g. "
         "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp [--dry_run=True]."))
     p.add_argument("recipe", help="recipe YAML file (see pipelines/)")
-    p.add_argument("--input", action="append", help="input glob; overrides the recipe's input.path (repeatable)")
+    p.add_argument("--input", action="extend", nargs="+", help="input files or globs; override the recipe's input.path")
     p.add_argument("--output", help="output folder; overrides the recipe's output")
     p.add_argument("--runner", default=None, help="Beam runner; default: the embedded in-process runner")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
     p.add_argument("--write-rejected", action="store_true", help="also write dropped documents with their reasons")
+    p.add_argument("--max-error-rate", type=_fraction, default=0.5, help=(
+        "exit non-zero (4) when more than this share of any stage's documents are errors (default 0.5)"))
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(fn=cmd_run)
 
@@ -225,16 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--id-key", help="input field holding the id (default: id)")
     p.add_argument("--html-key", help="input field of raw HTML to extract")
     p.add_argument("--runner", default=None)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_positive_int, default=1)
+    p.add_argument("--max-error-rate", type=_fraction, default=0.5)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_score)
 
     p = sub.add_parser("inspect", help="score distributions, drop rates at thresholds, histograms", description=(
         "Print per-column quantiles and drop-rate-at-threshold tables of a scored dataset, "
         "and write histograms (PNG) and an HTML page."))
-    p.add_argument("path", help="output folder of `curate score`/`curate run`, or a Parquet file")
+    p.add_argument("path", help="output folder of `curate score`/`curate run` (one that finished), a folder of Parquet "
+                   "files, or a Parquet file")
     p.add_argument("--column", action="append", help="only these columns (repeatable)")
-    p.add_argument("--output", help="report folder (default: PATH/inspect)")
+    p.add_argument("--output", help="report folder (default: PATH/inspect); it may not hold the data read")
     p.set_defaults(fn=cmd_inspect)
 
     p = sub.add_parser("train-scorer", help="train a fastText quality or toxicity classifier", description=(
@@ -251,11 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
         "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "
         "and write OUTPUT/tokenizer.json plus tokenizer_config.json (AutoTokenizer loads the folder)."))
-    p.add_argument("input", nargs="+", help="input files or globs")
-    p.add_argument("--vocab-size", type=int, default=32000)
-    p.add_argument("--min-frequency", type=int, default=2)
-    p.add_argument("--text-key", default="text")
-    p.add_argument("--limit-docs", type=int, default=None, help="train on the first N documents only")
+    p.add_argument("input", nargs="+", help="input files, globs or folders (a `curate run` output folder means its data/)")
+    p.add_argument("--vocab-size", type=int, default=32000, help="at least 258 (256 bytes + 2 special tokens)")
+    p.add_argument("--min-frequency", type=int, default=2, help="0 or more")
+    p.add_argument("--text-key", default="text", help="the field holding the text (default: text)")
+    p.add_argument("--limit-docs", type=int, default=None, help="train on the first N documents only (N >= 1)")
     p.add_argument("--output", required=True, help="output folder")
     p.set_defaults(fn=cmd_train_tokenizer)
 
@@ -265,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         "documents, shuffle within each phase and write Megatron .bin/.idx shards plus manifest.json. "
         "Unknown options go to Beam (e.g. --runner DataflowRunner ...)."))
     p.add_argument("spec", help="mixture spec YAML")
-    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--output", default=None, help="output folder (required unless --plan)")
+    p.add_argument("--plan", action="store_true", help=(
+        "count the tokens of every domain and print the plan (per phase and domain: requested tokens, share, "
+        "epochs; per domain: available and held-out tokens) without writing shards or a manifest"))
     p.add_argument("--seed", type=int, default=None, help="override the spec's seed")
     p.add_argument("--runner", default=None)
     p.add_argument("--workers", type=int, default=1)
@@ -280,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="override output:")
     p.add_argument("--max-steps", dest="max_steps", type=int, default=None)
     p.add_argument("--stop-at-step", type=int, default=None, help="stop after this step's checkpoint (for testing resume)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even though the optimizer, schedule, batch, model or data settings differ from the "
+                        "checkpoint's (the changes are listed; see curate/train/config.py for which keys count)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
 
@@ -288,18 +427,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_fit_mixture)
 
-    p = sub.add_parser("validate", help="check a recipe without running it")
-    p.add_argument("recipe")
+    p = sub.add_parser("validate", help="check a recipe, mixture spec or trainer config without running it", description=(
+        "Run every check that `curate run`, `curate mix` or `curate train` makes before starting, and nothing else. "
+        "The kind of file is told from its keys; --kind names it."))
+    p.add_argument("recipe", help="recipe, mixture spec or trainer config (YAML)")
+    p.add_argument("--kind", choices=("recipe", "mix", "train"), default=None)
     p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("stages", help="list the stages and their parameters")
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("run", "score", "mix", "fit-mixture"):
+    if rest and args.command not in BEAM_COMMANDS + ("fit-mixture",):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    _quiet()
-    return args.fn(args, rest)
+    return _dispatch(args, rest, sub.choices.get(args.command), verbose)
+
+
+def _dispatch(args, rest, subparser, verbose: bool) -> int:
+    """Run the command; a user error is one line on stderr and exit 2, never a traceback."""
+    from curate.core.recipe import RecipeError
+    from curate.core.safety import UserError
+
+    titles = {"mix": "mixture spec error", "train": "trainer config error"}
+    try:
+        beam_args = check_beam_args(rest, subparser) if args.command in BEAM_COMMANDS else rest
+        return args.fn(args, beam_args)
+    except RecipeError as e:
+        if verbose:
+            raise
+        return _problems(titles.get(args.command, "recipe error"), e)
+    except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError,
+            ImportError) as e:
+        if verbose:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a failure inside the job (a worker's exception): one line, the rest with -v
+        if verbose:
+            raise
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        print(f"error: {type(e).__name__}: {last[:500]} (run again with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

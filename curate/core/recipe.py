@@ -229,7 +229,7 @@ def configure(cls, params: dict, where: str, lines: dict, path: tuple, what: str
         kwargs[key] = coerced
 
     for name, f in fields.items():
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in kwargs:
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in params:
             problems.append(f"{where}:{lines.get(path, 0)}: {what}: missing required parameter {name!r}")
     if problems:
         return None, problems
