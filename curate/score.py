@@ -41,15 +41,21 @@ def scoring_stage(spec: str):
 
 
 def score_recipe(inputs: list[str], scorers: list[str], output: str, **input_options) -> Recipe:
-    import glob
     import os
 
-    missing = [p for p in inputs if "://" not in p and not glob.glob(p)]
-    if missing:
-        raise RecipeError([f"input {p!r} matches no file" for p in missing])
+    from curate.core.recipe import _input_problems
+    from curate.core.safety import UserError, resolve_input
+
+    problems = [f"input: {p}" for pattern in inputs for p in _input_problems(pattern, "auto")]
+    if problems:
+        raise RecipeError(problems)
     stages = [scoring_stage(s) for s in scorers]
     names = [n for n, _ in stages]
     if len(set(names)) != len(names):
         raise RecipeError([f"each scorer once: {names}"])
-    spec = InputSpec(path=[p if "://" in p else os.path.abspath(p) for p in inputs], **input_options)
+    try:
+        paths = [p if "://" in p else resolve_input(os.path.abspath(p)) for p in inputs]
+    except UserError as e:
+        raise RecipeError([str(e)]) from None
+    spec = InputSpec(path=paths, **input_options)
     return Recipe("curate score", spec, OutputSpec(path=output if "://" in output else os.path.abspath(output)), stages)
