@@ -4,40 +4,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar
 
+from curate.core.global_stage import GlobalStage, StageContext  # noqa: F401 - re-exported for stage modules
 from curate.core.stage import Rule, RuleStage
 
 STAGES: dict[str, type] = {}
-
-
-@dataclass
-class StageContext:
-    name: str  # instance name (unique in the recipe)
-    tmp_dir: str  # scratch folder for stages that materialize
-    write_rejected: bool = False
-    spill_dir: str | None = None  # local runs: shuffle payloads go to scratch files (see core/exchange.py)
-
-    def spill(self, *parts: str) -> str | None:
-        from curate.io.writers import join
-
-        return None if self.spill_dir is None else join(self.spill_dir, "-".join((self.name,) + parts))
-
-
-@dataclass(kw_only=True)
-class GlobalStage:
-    """A stage that needs the whole corpus (dedup): builds its own composite transform."""
-
-    stage: ClassVar[str] = ""
-    kind: ClassVar[str] = "global"
-
-    def build(self, ctx: StageContext):
-        raise NotImplementedError
-
-    @classmethod
-    def describe(cls) -> str:
-        return (cls.__doc__ or "").strip().split("\n")[0]
 
 
 def register(cls):
@@ -50,10 +21,10 @@ def register(cls):
 
 
 def build_stage(obj, ctx: StageContext):
-    """The composite PTransform for a configured rule or global stage."""
+    """The composite PTransform for a configured per-batch rule (global stages run in a ``Chain``)."""
     if isinstance(obj, Rule):
         return RuleStage(obj, ctx.name, ctx.write_rejected)
-    return obj.build(ctx)
+    raise TypeError(f"{type(obj).__name__} is not a per-batch rule; global stages are built by curate.core.global_stage.Chain")
 
 
 # built-in stage -> module that registers it; imported on first use, so a run loads only what its

@@ -23,9 +23,9 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from curate import schema as S
 from curate.core import progress
-from curate.core.keydedup import KeyDedup
 from curate.core.recipe import Recipe
-from curate.core.registry import StageContext, build_stage
+from curate.core.global_stage import Chain, GlobalStage, StageContext
+from curate.core.registry import build_stage
 from curate.core.safety import INCOMPLETE, SUCCESS, UserError, begin_output, check_output, finish_output
 from curate.core.stage import ERRORS, KEPT, NAMESPACE, REJECTED
 from curate.io.readers import is_local
@@ -45,8 +45,45 @@ class ErrorRateError(RuntimeError):
     """More than ``max_error_rate`` of a stage's documents were errors: the run mostly failed."""
 
 
-def _id_keyer(batch):
-    return S.hash_strings128(batch.column(S.ID)), None, None
+def derive_partitions(paths: list[str], bytes_per_partition: int = 64 << 20, most: int = 1 << 14) -> int:
+    """Shuffle partitions for the global stages, from the input's size: one per 64 MiB, 4 at least.
+
+    Local inputs are measured (a glob, nothing is read); remote ones are not listed at construction
+    time, so they get 64 unless a stage sets ``partitions:``. Results never depend on this number.
+    """
+    import glob as _glob
+
+    if any(not is_local(p) for p in paths):
+        return 64
+    total = 0
+    for pattern in paths:
+        local = pattern.removeprefix("file://")
+        files = [local] if os.path.isfile(local) else _glob.glob(os.path.join(local, "**") if os.path.isdir(local) else local,
+                                                                 recursive=True)
+        total += sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    return int(min(most, max(4, -(-total // bytes_per_partition))))
+
+
+def segments(stages: list[tuple[str, object]], unique_ids: bool) -> list[tuple[str, list]]:
+    """The recipe's stages as ("rule", [(name, rule)]) and ("chain", [(name, global stage), ...]) segments.
+
+    Consecutive global stages share one materialization. The input id check is a global stage too: it
+    joins the first chain (so its scratch copy is shared), or runs alone after the read when there is none.
+    """
+    from curate.core.keydedup import UniqueIds
+
+    items = list(stages)
+    if unique_ids:
+        first = next((i for i, (_, obj) in enumerate(items) if isinstance(obj, GlobalStage)), 0)
+        items.insert(first, ("input_ids", UniqueIds()))
+    out: list[tuple[str, list]] = []
+    for name, obj in items:
+        kind = "chain" if isinstance(obj, GlobalStage) else "rule"
+        if kind == "chain" and out and out[-1][0] == "chain":
+            out[-1][1].append((name, obj))
+        else:
+            out.append((kind, [(name, obj)]))
+    return out
 
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool = True) -> list[str]:
@@ -55,20 +92,19 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool =
     names = ["read"]
     res = p | "read" >> ReadInput(recipe.input, write_rejected=out.write_rejected)
     kept, errors, rejected = res[KEPT], [res[ERRORS]], [res[REJECTED]]
-    if recipe.input.unique_ids:
-        res = kept | "input_ids" >> KeyDedup("input_ids", _id_keyer, "duplicate id", tmp_dir, as_error=True,
-                                             spill_dir=join(tmp_dir, "_spill/input_ids") if spill else None)
-        kept = res[KEPT]
-        errors.append(res[ERRORS])
-        names.append("input_ids")
-    for name, obj in recipe.stages:
-        ctx = StageContext(name=name, tmp_dir=tmp_dir, write_rejected=out.write_rejected,
-                           spill_dir=join(tmp_dir, "_spill") if spill else None)
-        res = kept | name >> build_stage(obj, ctx)
+    partitions = derive_partitions(recipe.input.path)
+    spill_dir = join(tmp_dir, "_spill") if spill else None
+    for i, (kind, members) in enumerate(segments(recipe.stages, recipe.input.unique_ids)):
+        if kind == "rule":
+            (name, obj), = members
+            res = kept | name >> build_stage(obj, StageContext(name=name, tmp_dir=tmp_dir, write_rejected=out.write_rejected))
+        else:
+            label = f"chain{i}"
+            res = kept | label >> Chain(members, tmp_dir, out.write_rejected, spill_dir, partitions, label)
         kept = res[KEPT]
         errors.append(res[ERRORS])
         rejected.append(res[REJECTED])
-        names.append(name)
+        names += [n for n, _ in members]
     kept | "write" >> beam.ParDo(WriteBatches(join(out.path, "data"), "part-", out.compression, count_as="write"))
     (errors | "FlattenErrors" >> beam.Flatten()
      | "write_errors" >> beam.ParDo(WriteBatches(join(out.path, "errors"), "", out.compression)))

@@ -37,11 +37,9 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from curate import schema as S
-from curate.core import progress
-from curate.core.registry import GlobalStage, StageContext, register
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, Filter, Scorer, apply_routing_errors, concat, emit_split
-from curate.io.readers import read_ipc
-from curate.io.writers import join, write_ipc
+from curate.core.global_stage import Decision, GlobalStage
+from curate.core.registry import register
+from curate.core.stage import Filter, Scorer
 
 POS, NEG = "__label__pos", "__label__neg"
 KINDS = ("quality", "toxicity")
@@ -262,75 +260,6 @@ class _HistSum(beam.CombineFn):
         return acc
 
 
-class _ScoreAndCount(beam.DoFn):
-    def __init__(self, stage: str, folder: str, cfg: "QualitySelect"):
-        self.stage, self.folder, self.cfg = stage, folder, cfg
-
-    def setup(self):
-        self.counts = Counts(self.stage)
-        cfg = self.cfg
-        self.rule = None
-        if cfg.model:
-            self.rule = _ModelScore(model=cfg.model, column=cfg.score_column, positive_label=cfg.positive_label,
-                                    max_chars=cfg.max_chars, preprocess=cfg.preprocess)
-            load_model(cfg.model)
-
-    def process(self, batch: pa.RecordBatch):
-        cfg, key = self.cfg, S.batch_key(batch)
-        self.counts.n_in.inc(batch.num_rows)
-        if self.rule is not None:
-            parts, errors = apply_routing_errors(self.rule, batch, self.stage, self.counts)
-            if errors is not None:
-                yield errors
-            if not parts:
-                return
-            batch = concat([p[0] for p in parts], key)
-        elif cfg.score_column not in batch.schema.names:
-            raise ValueError(f"quality_select: the batches have no {cfg.score_column!r} column: set 'model', or run a "
-                             f"stage that adds it (e.g. quality_classifier with mode: annotate) before quality_select")
-        path = join(self.folder, f"{key}.arrow")
-        write_ipc(batch, path)
-        yield path
-        scores = pc.cast(batch.column(cfg.score_column), pa.float64()).to_numpy(zero_copy_only=False)
-        chars = pc.utf8_length(batch.column(S.TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
-        lo, hi = cfg.score_range
-        yield beam.pvalue.TaggedOutput("hist", np.bincount(_buckets(scores, lo, hi, cfg.buckets), weights=chars,
-                                                           minlength=cfg.buckets).astype(np.int64))
-
-
-class _Select(beam.DoFn):
-    def __init__(self, stage: str, cfg: "QualitySelect", write_rejected: bool):
-        self.stage, self.cfg, self.write_rejected = stage, cfg, write_rejected
-
-    def setup(self):
-        self.counts = Counts(self.stage)
-        self.chars_kept = Metrics.counter("curate.info", f"{self.stage}_chars_kept")
-        self.chars_total = Metrics.counter("curate.info", f"{self.stage}_chars_total")
-
-    def process(self, path, threshold):
-        cfg = self.cfg
-        batch = read_ipc(path)
-        n = batch.num_rows
-        progress.add(self.stage, n)
-        scores = pc.cast(batch.column(cfg.score_column), pa.float64()).to_numpy(zero_copy_only=False)
-        lo, hi = cfg.score_range
-        keep = _buckets(scores, lo, hi, cfg.buckets) >= threshold
-        chars = pc.utf8_length(batch.column(S.TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
-        self.chars_total.inc(int(chars.sum()))
-        self.chars_kept.inc(int(chars[keep].sum()))
-        if cfg.model and not cfg.add_scores and cfg.mode == "drop":
-            batch = batch.drop_columns([cfg.score_column]).replace_schema_metadata(batch.schema.metadata)
-        reasons = np.where(keep, None, QualitySelect.reason).astype(object)
-        n_drop = int((~keep).sum())
-        if cfg.mode == "annotate":
-            self.counts.flagged(QualitySelect.reason, n_drop)
-            batch = S.set_column(batch, f"{self.stage}_reason", pa.array(reasons.tolist(), type=pa.string()))
-            self.counts.kept.inc(n)
-            yield batch
-            return
-        yield from emit_split(batch, keep, QualitySelect.reason, self.counts, self.stage, self.write_rejected)
-
-
 @register
 @dataclass(kw_only=True)
 class QualitySelect(GlobalStage):
@@ -360,22 +289,43 @@ class QualitySelect(GlobalStage):
         if self.model is not None:
             self.model = check_model_path(self.model, self.stage)
 
-    def build(self, ctx: StageContext):
-        return _QualitySelectTransform(self, ctx)
+    def send(self, view, out):
+        """Score (with ``model``) or read the score column; send the batch's character histogram."""
+        batch = view.batch
+        if self.model:
+            if not hasattr(self, "_rule"):
+                self._rule = _ModelScore(model=self.model, column=self.score_column, positive_label=self.positive_label,
+                                         max_chars=self.max_chars, preprocess=self.preprocess)
+            scores = self._rule.score(batch)[self.score_column]
+            out.column(self.score_column, scores)
+        elif self.score_column not in batch.schema.names:
+            raise ValueError(f"quality_select: the batches have no {self.score_column!r} column: set 'model', or run a "
+                             f"stage that adds it (e.g. quality_classifier with mode: annotate) before quality_select")
+        else:
+            scores = batch.column(self.score_column)
+        scores = pc.cast(scores, pa.float64()).to_numpy(zero_copy_only=False)
+        chars = pc.utf8_length(batch.column(S.TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
+        lo, hi = self.score_range
+        out.send(0, np.bincount(_buckets(scores, lo, hi, self.buckets), weights=chars, minlength=self.buckets).astype(np.int64))
 
+    def side_input(self, messages, ctx):
+        """The threshold bucket: the histograms are summed by a combiner (never held together), then cut."""
+        return (messages | "Histograms" >> beam.Values() | "SumHistograms" >> beam.CombineGlobally(_HistSum(self.buckets))
+                | "Threshold" >> beam.Map(threshold_bucket, self.top_char_fraction))
 
-class _QualitySelectTransform(beam.PTransform):
-    def __init__(self, cfg: QualitySelect, ctx: StageContext):
-        super().__init__(label=ctx.name)
-        self.cfg, self.ctx = cfg, ctx
+    def decide(self, view, decisions, side=None):
+        batch = view.batch
+        scores = pc.cast(batch.column(self.score_column), pa.float64()).to_numpy(zero_copy_only=False)
+        lo, hi = self.score_range
+        keep = _buckets(scores, lo, hi, self.buckets) >= side
+        chars = pc.utf8_length(batch.column(S.TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
+        Metrics.counter("curate.info", f"{self.ctx.name}_chars_total").inc(int(chars.sum()))
+        Metrics.counter("curate.info", f"{self.ctx.name}_chars_kept").inc(int(chars[keep].sum()))
+        drop_scores = self.model and not self.add_scores and self.mode == "drop"
+        return Decision(keep=keep, drop_columns=(self.score_column,) if drop_scores else (),
+                        rejected_columns={})
 
-    def expand(self, pcoll):
-        cfg, ctx = self.cfg, self.ctx
-        res = pcoll | "Score" >> beam.ParDo(_ScoreAndCount(ctx.name, join(ctx.tmp_dir, ctx.name), cfg)).with_outputs(
-            "hist", ERRORS, main="files")
-        threshold = (res["hist"] | "SumHistograms" >> beam.CombineGlobally(_HistSum(cfg.buckets))
-                     | "Threshold" >> beam.Map(threshold_bucket, cfg.top_char_fraction))
-        out = (res["files"] | "Select" >> beam.ParDo(_Select(ctx.name, cfg, ctx.write_rejected), beam.pvalue.AsSingleton(threshold))
-               .with_outputs(ERRORS, REJECTED, main=KEPT))
-        errors = (res[ERRORS], out[ERRORS]) | "Errors" >> beam.Flatten()
-        return {KEPT: out[KEPT], REJECTED: out[REJECTED], ERRORS: errors}
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_rule", None)
+        return state

@@ -6,8 +6,8 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.core.keydedup import KeyDedup
-from curate.core.registry import GlobalStage, StageContext, register
+from curate.core.keydedup import KeyDedupStage
+from curate.core.registry import register
 from curate.schema import ID, TEXT, hash_strings128
 
 
@@ -27,20 +27,17 @@ def normalize_text(text: pa.Array, lowercase: bool = True, whitespace: bool = Tr
 
 @register
 @dataclass(kw_only=True)
-class ExactDedup(GlobalStage):
+class ExactDedup(KeyDedupStage):
     """Exact dedup on a 128-bit hash of normalized text; the smallest id of each group survives."""
 
     stage = "exact_dedup"
+    reason = "exact_duplicate"
     lowercase: bool = True
     normalize_whitespace: bool = True
     strip_punctuation: bool = False
-    partitions: int = 64
+    partitions: int | None = None  # default: derived from the input's size
     mode: Literal["drop", "annotate"] = "drop"
 
-    def keyer(self, batch):
+    def keys(self, batch):
         norm = normalize_text(batch.column(TEXT), self.lowercase, self.normalize_whitespace, self.strip_punctuation)
         return hash_strings128(norm), None, batch.column(ID)
-
-    def build(self, ctx: StageContext):
-        return KeyDedup(ctx.name, self.keyer, "exact_duplicate", ctx.tmp_dir, self.partitions,
-                        write_rejected=ctx.write_rejected, annotate=self.mode == "annotate", spill_dir=ctx.spill())

@@ -26,13 +26,13 @@ import pyarrow as pa
 
 from curate import schema as S
 from curate.core import minhash
-from curate.core import exchange, progress
+from curate.core import exchange
 from curate.core.groups import groups
 from curate.core.components import ConnectedComponents, both_directions, split_by_partition
-from curate.core.registry import GlobalStage, StageContext, register
-from curate.core.stage import ERRORS, KEPT, REJECTED, Counts, emit_split
-from curate.io.readers import read_ipc
-from curate.io.writers import join, write_ipc
+from curate.core.global_stage import MSG, STATES, Decision, GlobalStage, StageContext, apply_step, build_view, send_step
+from curate.core.registry import register
+from curate.core.stage import ERRORS, REJECTED
+from curate.io.writers import join
 
 # uid = file (20 bits) | shard (14) | batch (14) | row (16)
 _LIMITS = (1 << 20, 1 << 14, 1 << 14, 1 << 16)
@@ -58,29 +58,6 @@ def _split_uids(uids: np.ndarray, folder: str):
     for base, idx in groups(uids >> np.uint64(16)):
         key = key_of_uid(int(base) << 16)
         yield join(folder, f"{key}.arrow"), (uids[idx] & np.uint64(0xFFFF)).astype(np.int64), idx
-
-
-class _Signatures(beam.DoFn):
-    def __init__(self, folder: str, cfg: "FuzzyDedup"):
-        self.folder, self.cfg = folder, cfg
-
-    def process(self, batch: pa.RecordBatch):
-        key = S.batch_key(batch)
-        path = join(self.folder, f"{key}.arrow")
-        base = uid_base(key)
-        if batch.num_rows >= _LIMITS[3]:
-            raise ValueError(f"fuzzy_dedup: batches of {batch.num_rows} documents; input.batch_size must be < 65536")
-        write_ipc(batch, path)
-        yield path, batch.num_rows
-        c = self.cfg
-        sig, valid = minhash.signatures(batch.column(S.TEXT), c.ngram, c.bands * c.rows, c.seed)
-        rows = np.flatnonzero(valid)
-        if not len(rows):
-            return
-        keys = minhash.band_keys(sig[rows], c.bands, c.rows).reshape(-1)
-        uids = np.repeat(np.uint64(base) + rows.astype(np.uint64), c.bands)
-        for part, idx in groups((keys % np.uint64(c.partitions)).astype(np.int64)):
-            yield beam.pvalue.TaggedOutput("bands", (int(part), (keys[idx], uids[idx])))
 
 
 class _Buckets(beam.DoFn):
@@ -132,19 +109,20 @@ class _PairsByHead(beam.DoFn):
 class _HeadShingles(beam.DoFn):
     """Shingle sets of the pair heads, sent to the members' batches."""
 
-    def __init__(self, folder: str, ngram: int, seed: int):
-        self.folder, self.ngram, self.seed = folder, ngram, seed
+    def __init__(self, folder: str, ngram: int, seed: int, chain: tuple):
+        self.folder, self.ngram, self.seed, self.chain = folder, ngram, seed, chain
 
     def process(self, item):
         path, grouped = item
-        pairs = list(grouped["pairs"])
-        if not pairs or not list(grouped["n"]):
+        pairs, states = list(grouped["pairs"]), list(grouped[STATES])
+        if not pairs or not states:
             return
         rows = np.concatenate([p[0] for p in pairs])
         heads = np.concatenate([p[1] for p in pairs])
         members = np.concatenate([p[2] for p in pairs])
         uniq_rows, inverse = np.unique(rows, return_inverse=True)
-        sets = _shingle_sets(read_ipc(path), uniq_rows, self.ngram, self.seed)
+        view = build_view(states[0], self.chain)
+        sets = _shingle_sets(view.batch, view.positions(uniq_rows), self.ngram, self.seed)
         for mpath, _, idx in _split_uids(members, self.folder):
             yield mpath, (heads[idx], members[idx], [sets[inverse[i]] for i in idx])
 
@@ -152,8 +130,8 @@ class _HeadShingles(beam.DoFn):
 class _Verify(beam.DoFn):
     """Exact Jaccard of each candidate pair's shingle sets; pairs below the threshold are dropped."""
 
-    def __init__(self, partitions: int, ngram: int, seed: int, threshold: float):
-        self.partitions, self.ngram, self.seed, self.threshold = partitions, ngram, seed, threshold
+    def __init__(self, partitions: int, ngram: int, seed: int, threshold: float, chain: tuple):
+        self.partitions, self.ngram, self.seed, self.threshold, self.chain = partitions, ngram, seed, threshold, chain
 
     def setup(self):
         from apache_beam.metrics import Metrics
@@ -163,17 +141,17 @@ class _Verify(beam.DoFn):
 
     def process(self, item):
         path, grouped = item
-        heads_in = list(grouped["heads"])
-        if not heads_in or not list(grouped["n"]):
+        heads_in, states = list(grouped["heads"]), list(grouped[STATES])
+        if not heads_in or not states:
             return
-        batch = read_ipc(path)
-        base = uid_base(S.batch_key(batch))
+        view = build_view(states[0], self.chain)
+        base = uid_base(states[0].key)
         heads = np.concatenate([h[0] for h in heads_in])
         members = np.concatenate([h[1] for h in heads_in])
         head_sets = [s for h in heads_in for s in h[2]]
         rows = (members - np.uint64(base)).astype(np.int64)
         uniq_rows, inverse = np.unique(rows, return_inverse=True)
-        member_sets = _shingle_sets(batch, uniq_rows, self.ngram, self.seed)
+        member_sets = _shingle_sets(view.batch, view.positions(uniq_rows), self.ngram, self.seed)
         keep = np.zeros(len(heads), dtype=bool)
         for i, (hs, mi) in enumerate(zip(head_sets, inverse)):
             ms = member_sets[mi]
@@ -202,24 +180,25 @@ class _ByBatch(beam.DoFn):
 class _Ranks(beam.DoFn):
     """For batches with cluster members: (label partition, (labels, uids, ids, scores))."""
 
-    def __init__(self, partitions: int, score_column: str | None):
-        self.partitions, self.score_column = partitions, score_column
+    def __init__(self, partitions: int, score_column: str | None, chain: tuple):
+        self.partitions, self.score_column, self.chain = partitions, score_column, chain
 
     def process(self, item):
         path, grouped = item
-        members = list(grouped["members"])
-        if not members or not list(grouped["n"]):
+        members, states = list(grouped["members"]), list(grouped[STATES])
+        if not members or not states:
             return
         rows = np.concatenate([m[0] for m in members])
         labels = np.concatenate([m[1] for m in members])
-        batch = read_ipc(path)
-        ids = batch.column(S.ID).take(pa.array(rows))
+        view = build_view(states[0], self.chain)
+        batch, at = view.batch, pa.array(view.positions(rows))
+        ids = batch.column(S.ID).take(at)
         if self.score_column and self.score_column in batch.schema.names:
-            scores = batch.column(self.score_column).take(pa.array(rows)).cast(pa.float64()).fill_null(float("-inf"))
+            scores = batch.column(self.score_column).take(at).cast(pa.float64()).fill_null(float("-inf"))
             scores = scores.to_numpy(zero_copy_only=False)
         else:
             scores = np.zeros(len(rows))
-        base = uid_base(S.batch_key(batch))
+        base = uid_base(states[0].key)
         uids = np.uint64(base) + rows.astype(np.uint64)
         for p, idx in groups((labels % np.uint64(self.partitions)).astype(np.int64)):
             yield int(p), (labels[idx], uids[idx], ids.take(pa.array(idx)), scores[idx])
@@ -250,52 +229,20 @@ class _Survivors(beam.DoFn):
             yield path, (rows, first[idx], cluster.take(pa.array(idx)), sizes[group[idx]])
 
 
-class _Apply(beam.DoFn):
-    def __init__(self, stage: str, annotate: bool, write_rejected: bool):
-        self.stage, self.annotate, self.write_rejected = stage, annotate, write_rejected
-
-    def setup(self):
-        self.counts = Counts(self.stage)
-
-    def process(self, item):
-        path, grouped = item
-        if not list(grouped["n"]):
-            return
-        batch = read_ipc(path)
-        n = batch.num_rows
-        self.counts.n_in.inc(n)
-        progress.add(self.stage, n)
-        keep = np.ones(n, dtype=bool)
-        cluster = [None] * n
-        size = np.zeros(n, dtype=np.int64)
-        for rows, is_survivor, cl, sz in grouped["marks"]:
-            keep[rows[~is_survivor]] = False
-            for r, c in zip(rows.tolist(), cl.to_pylist()):
-                cluster[r] = c
-            size[rows] = sz
-        n_dup = int((~keep).sum())
-        if self.annotate:
-            batch = S.set_column(batch, "dup_cluster", pa.array(cluster, type=pa.string()))
-            batch = S.set_column(batch, "dup_cluster_size", pa.array(np.where(size > 0, size, None).tolist(), type=pa.int64()))
-            self.counts.flagged("near_duplicate", n_dup)
-            keep[:] = True
-        with_cluster = S.set_column(batch, "dup_cluster", pa.array(cluster, type=pa.string())) if n_dup and self.write_rejected else None
-        yield from emit_split(batch, keep, "near_duplicate", self.counts, self.stage, self.write_rejected, with_cluster)
-
-
 @register
 @dataclass(kw_only=True)
 class FuzzyDedup(GlobalStage):
     """MinHash-LSH near-duplicate clusters (word n-grams), connected components, one survivor per cluster."""
 
     stage = "fuzzy_dedup"
+    reason = "near_duplicate"
     ngram: int = 5
     bands: int = 14
     rows: int = 8
     threshold: float | None = None  # when set, bands/rows are chosen for it within num_perm hashes
     num_perm: int = 112
     seed: int = 1
-    partitions: int = 64
+    partitions: int | None = None  # default: derived from the input's size
     rounds: int = 6
     score_column: str | None = None
     verify: bool = False  # check candidate pairs by exact Jaccard of their shingle sets
@@ -310,35 +257,57 @@ class FuzzyDedup(GlobalStage):
         if self.ngram < 1 or self.bands < 1 or self.rows < 1:
             raise ValueError("ngram, bands and rows must be >= 1")
 
-    def build(self, ctx: StageContext):
-        return _FuzzyDedupTransform(self, ctx)
+    def send(self, view, out):
+        """MinHash signatures cut into band keys, sent by key partition with 64-bit document uids."""
+        base = uid_base(S.batch_key(view.batch))
+        if view.n and int(view.rows[-1]) >= _LIMITS[3]:
+            raise ValueError(f"fuzzy_dedup: batches of {view.rows[-1] + 1} documents; input.batch_size must be < 65536")
+        sig, valid = minhash.signatures(view.batch.column(S.TEXT), self.ngram, self.bands * self.rows, self.seed)
+        pos = np.flatnonzero(valid)
+        if not len(pos):
+            return
+        keys = minhash.band_keys(sig[pos], self.bands, self.rows).reshape(-1)
+        uids = np.repeat(np.uint64(base) + view.rows[pos].astype(np.uint64), self.bands)
+        for part, idx in groups((keys % np.uint64(self.ctx.partitions)).astype(np.int64)):
+            out.send(part, (keys[idx], uids[idx]))
 
+    def decide(self, view, decisions, side=None):
+        """``drop`` keeps survivors and documents in no cluster; ``annotate`` adds the cluster columns."""
+        n = view.n
+        keep = np.ones(n, dtype=bool)
+        cluster = np.full(n, None, dtype=object)
+        size = np.zeros(n, dtype=np.int64)
+        for rows, is_survivor, cl, sz in decisions:
+            pos = view.positions(rows)
+            keep[pos[~is_survivor]] = False
+            cluster[pos] = cl.to_pylist()
+            size[pos] = sz
+        columns = {"dup_cluster": pa.array(cluster.tolist(), type=pa.string()),
+                   "dup_cluster_size": pa.array(np.where(size > 0, size, None).tolist(), type=pa.int64())}
+        if self.mode == "annotate":
+            return Decision(keep=keep, columns=columns)
+        return Decision(keep=keep, rejected_columns={"dup_cluster": columns["dup_cluster"]})
 
-class _FuzzyDedupTransform(beam.PTransform):
-    def __init__(self, cfg: FuzzyDedup, ctx: StageContext):
-        super().__init__(label=ctx.name)
-        self.cfg, self.ctx = cfg, ctx
-
-    def expand(self, pcoll):
-        cfg, ctx = self.cfg, self.ctx
-        folder = join(ctx.tmp_dir, ctx.name)
-        sig = pcoll | "Signatures" >> beam.ParDo(_Signatures(folder, cfg)).with_outputs("bands", main="files")
-        edges = (sig["bands"] | "GroupBands" >> exchange.GroupByKey(ctx.spill("bands"))
-                 | "Buckets" >> beam.ParDo(_Buckets(cfg.partitions, raw_pairs=cfg.verify)))
-        if cfg.verify:
-            threshold = cfg.verify_threshold or cfg.threshold or minhash.jaccard_threshold(cfg.bands, cfg.rows)
+    def expand_step(self, states, ctx: StageContext):
+        folder = ctx.folder
+        sent = send_step(self, states, ctx)
+        states = sent[STATES]
+        edges = (sent[MSG] | "GroupBands" >> exchange.GroupByKey(ctx.spill("bands"))
+                 | "Buckets" >> beam.ParDo(_Buckets(ctx.partitions, raw_pairs=self.verify)))
+        if self.verify:
+            threshold = self.verify_threshold or self.threshold or minhash.jaccard_threshold(self.bands, self.rows)
             pairs = edges | "PairsByHead" >> beam.ParDo(_PairsByHead(folder))
-            heads = ({"n": sig["files"], "pairs": pairs} | "JoinHeads" >> exchange.CoGroupByKey(ctx.spill("pairs"), ("pairs",))
-                     | "HeadShingles" >> beam.ParDo(_HeadShingles(folder, cfg.ngram, cfg.seed)))
-            edges = ({"n": sig["files"], "heads": heads} | "JoinPairs" >> exchange.CoGroupByKey(ctx.spill("heads"), ("heads",))
-                     | "Verify" >> beam.ParDo(_Verify(cfg.partitions, cfg.ngram, cfg.seed, threshold)))
-        comps = edges | "Components" >> ConnectedComponents(cfg.partitions, cfg.rounds, spill_dir=ctx.spill("cc"))
+            heads = ({STATES: states, "pairs": pairs} | "JoinHeads" >> exchange.CoGroupByKey(ctx.spill("pairs"), (STATES, "pairs"))
+                     | "HeadShingles" >> beam.ParDo(_HeadShingles(folder, self.ngram, self.seed, ctx.chain)))
+            edges = ({STATES: states, "heads": heads} | "JoinPairs" >> exchange.CoGroupByKey(ctx.spill("heads"), (STATES, "heads"))
+                     | "Verify" >> beam.ParDo(_Verify(ctx.partitions, self.ngram, self.seed, threshold, ctx.chain)))
+        comps = edges | "Components" >> ConnectedComponents(ctx.partitions, self.rounds, spill_dir=ctx.spill("cc"))
         members = comps | "ByBatch" >> beam.ParDo(_ByBatch(folder))
-        ranks = ({"n": sig["files"], "members": members} | "JoinMembers" >> exchange.CoGroupByKey(ctx.spill("members"), ("members",))
-                 | "Ranks" >> beam.ParDo(_Ranks(cfg.partitions, cfg.score_column)))
+        ranks = ({STATES: states, "members": members}
+                 | "JoinMembers" >> exchange.CoGroupByKey(ctx.spill("members"), (STATES, "members"))
+                 | "Ranks" >> beam.ParDo(_Ranks(ctx.partitions, self.score_column, ctx.chain)))
         marks = (ranks | "GroupClusters" >> exchange.GroupByKey(ctx.spill("ranks"))
                  | "Survivors" >> beam.ParDo(_Survivors(folder)))
-        res = ({"n": sig["files"], "marks": marks} | "JoinMarks" >> exchange.CoGroupByKey(ctx.spill("marks"), ("marks",))
-               | "Apply" >> beam.ParDo(_Apply(ctx.name, cfg.mode == "annotate", ctx.write_rejected))
-               .with_outputs(ERRORS, REJECTED, main=KEPT))
-        return {KEPT: res[KEPT], REJECTED: res[REJECTED], ERRORS: res[ERRORS]}
+        applied = apply_step(self, states, marks, ctx)
+        return {STATES: applied[STATES], ERRORS: (sent[ERRORS], applied[ERRORS]) | "Errors" >> beam.Flatten(),
+                REJECTED: applied[REJECTED]}

@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 import pyarrow as pa
 
-from curate.core.keydedup import KeyDedup
-from curate.core.registry import GlobalStage, StageContext, register
+from curate.core.keydedup import KeyDedupStage
+from curate.core.registry import register
 from curate.schema import ID, URL, hash_strings128
 
 TRACKING = ("utm_", "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "yclid", "_hsenc", "_hsmi", "igshid", "ref_src")
@@ -36,22 +36,20 @@ def normalize_url(url: str | None, drop_params=TRACKING, ignore_scheme: bool = T
 
 @register
 @dataclass(kw_only=True)
-class UrlDedup(GlobalStage):
+class UrlDedup(KeyDedupStage):
     """Keep one document per normalized URL (scheme, case, trailing slash, tracking parameters); smallest id survives."""
 
     stage = "url_dedup"
+    reason = "url_duplicate"
     ignore_scheme: bool = True
     tracking_params: list[str] = field(default_factory=lambda: list(TRACKING))
-    partitions: int = 64
+    partitions: int | None = None  # default: derived from the input's size
     mode: Literal["drop", "annotate"] = "drop"
 
-    def keyer(self, batch):
-        # per-URL parsing is a Python loop: urllib's parser has no vectorized equivalent
+    def keys(self, batch):
+        # per-URL parsing is a Python loop: urllib's parser has no vectorized equivalent. A URL that cannot be
+        # parsed raises here, and the base sends that document alone to errors with the reason.
         drop = tuple(self.tracking_params)
         norm = [normalize_url(u, drop, self.ignore_scheme) for u in batch.column(URL).to_pylist()]
         valid = np.array([u is not None for u in norm], dtype=bool)
         return hash_strings128(pa.array([u or "" for u in norm], type=pa.string())), valid, batch.column(ID)
-
-    def build(self, ctx: StageContext):
-        return KeyDedup(ctx.name, self.keyer, "url_duplicate", ctx.tmp_dir, self.partitions,
-                        write_rejected=ctx.write_rejected, annotate=self.mode == "annotate", spill_dir=ctx.spill())
