@@ -231,10 +231,16 @@ class _Materialize(beam.DoFn):
     def __init__(self, folder: str):
         self.folder = folder
 
+    def setup(self):
+        from apache_beam.metrics import Metrics
+
+        self.written = Metrics.counter("curate.info", "scratch_bytes_materialized")
+
     def process(self, batch: pa.RecordBatch):
         key = S.batch_key(batch)
         path = join(self.folder, f"{key}.arrow")
         write_ipc(batch, path)
+        self.written.inc(batch.nbytes)
         yield path, BatchState(path, key, batch.num_rows, np.ones(batch.num_rows, dtype=bool))
 
 
