@@ -41,6 +41,11 @@ class _Spill(beam.DoFn):
     def __init__(self, folder: str):
         self.folder = folder
 
+    def setup(self):
+        from apache_beam.metrics import Metrics
+
+        self.written = Metrics.counter("curate.info", "scratch_bytes_spilled")
+
     def process(self, item):
         key, payload = item
         data = pickle.dumps(payload, protocol=5)
@@ -51,6 +56,7 @@ class _Spill(beam.DoFn):
         path = join(self.folder, f"{name}-{xxhash.xxh3_128_hexdigest(data)}.pkl")
         if not (is_local(path) and os.path.exists(path)):  # content-addressed: an existing file is this payload
             write_bytes(path, data)
+            self.written.inc(len(data))
         yield key, Spilled(path)
 
 
