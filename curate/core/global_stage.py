@@ -185,9 +185,14 @@ class GlobalStage:
 # --------------------------------------------------------------------------------------- views
 
 
+def _read(path: str) -> pa.RecordBatch:
+    """A materialized batch (read whole: a memory map would count the file's pages in the RSS all the same)."""
+    return read_ipc(path)
+
+
 def build_view(state: BatchState, chain: tuple, batch: pa.RecordBatch | None = None) -> View:
     """The materialized batch with the chain's decisions so far applied."""
-    batch = read_ipc(state.path) if batch is None else batch
+    batch = _read(state.path) if batch is None else batch
     md = batch.schema.metadata
     rows = np.flatnonzero(state.keep)
     if len(rows) < state.n:

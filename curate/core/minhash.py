@@ -92,8 +92,61 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+HUGE_CHARS = 4 << 20  # documents longer than this are signed piece by piece (bounded memory)
+OVERLAP_TOKENS = 256  # whitespace tokens repeated at each cut, so that no n-gram window is lost
+
+
+def _pieces(doc: str, size: int, overlap: int) -> list[str]:
+    """``doc`` cut at whitespace into pieces of about ``size`` characters, each starting ``overlap``
+    whitespace-separated tokens before the previous cut. Every window of up to ``overlap`` consecutive
+    tokens lies wholly in some piece, so the union of the pieces' shingle sets is the document's
+    (normalization maps a token to zero or more words, so this holds unless more than ``overlap - n``
+    consecutive tokens at a cut are pure punctuation)."""
+    def prev_space(lo: int, hi: int) -> int:
+        return max(doc.rfind(" ", lo, hi), doc.rfind("\n", lo, hi))
+
+    out, start, n = [], 0, len(doc)
+    while start < n:
+        end = min(n, start + size)
+        if end < n:
+            cut = prev_space(start + size // 2, end)
+            end = cut if cut > start else end
+        out.append(doc[start:end])
+        if end >= n:
+            break
+        back = end
+        for _ in range(overlap):  # step back over `overlap` tokens
+            back = prev_space(start, back)
+            if back <= start:
+                back = start
+                break
+        start = max(back, start + 1)
+    return out
+
+
 def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, max_shingles: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
-    """(signatures (n_docs, num_perm) uint32, valid mask) — documents with no shingle are not valid."""
+    """(signatures (n_docs, num_perm) uint32, valid mask) — documents with no shingle are not valid.
+
+    A document longer than ``HUGE_CHARS`` is signed piece by piece (overlapping cuts at whitespace)
+    and its signature is the element-wise minimum: the same as signing it whole, in bounded memory."""
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    lengths = pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False)
+    huge = lengths > HUGE_CHARS
+    if huge.any():
+        sig, valid = signatures(text.filter(pa.array(~huge)), n, num_perm, seed, max_shingles)
+        full = np.full((len(text), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+        ok = np.zeros(len(text), dtype=bool)
+        full[~huge], ok[~huge] = sig, valid
+        for i in np.flatnonzero(huge):
+            doc = text[int(i)].as_py()
+            for piece in _pieces(doc, HUGE_CHARS // 2, OVERLAP_TOKENS):
+                s, v = signatures(pa.array([piece], type=pa.string()), n, num_perm, seed, max_shingles)
+                if v[0]:
+                    np.minimum(full[i], s[0], out=full[i])
+                    ok[i] = True
+            del doc
+        return full, ok
     sh, counts = shingles(text, n, seed)
     n_docs = len(counts)
     sig = np.full((n_docs, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
