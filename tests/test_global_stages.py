@@ -162,3 +162,20 @@ def test_chain_is_the_same_with_two_workers(tmp_path, workers):
     a, b = read_output(tmp_path / "w1"), read_output(tmp_path / "w2")
     assert sorted(a.column("id").to_pylist()) == sorted(b.column("id").to_pylist())
     assert pa.Table.equals(a.sort_by("id"), b.sort_by("id"))
+
+
+def test_a_huge_document_is_signed_in_pieces_with_the_same_signature(monkeypatch):
+    import random
+
+    from curate.core import minhash
+
+    rng = random.Random(3)
+    vocab = ["river", "beam", "Hello,", "x.y", "--", "(a)", "WORLD!", "notebook", "42", "data"]
+    doc = " ".join(rng.choice(vocab) + (str(rng.randrange(30)) if rng.random() < 0.5 else "") for _ in range(60000))
+    doc = doc.replace(" data ", "\ndata ")
+    texts = pa.array([doc, "a short one with some words in it", ""])
+    whole, valid = minhash.signatures(texts, 5, 112, 1)
+    monkeypatch.setattr(minhash, "HUGE_CHARS", 20_000)
+    assert len(minhash._pieces(doc, 10_000, minhash.OVERLAP_TOKENS)) > 20
+    pieces, valid2 = minhash.signatures(texts, 5, 112, 1)
+    assert (whole == pieces).all() and valid.tolist() == valid2.tolist() == [True, True, False]
