@@ -92,36 +92,31 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-HUGE_CHARS = 4 << 20  # documents longer than this are signed piece by piece (bounded memory)
+HUGE_CHARS = 4 << 20  # documents longer than this (in UTF-8 bytes) are signed piece by piece (bounded memory)
 OVERLAP_TOKENS = 256  # whitespace tokens repeated at each cut, so that no n-gram window is lost
 
 
-def _pieces(doc: str, size: int, overlap: int) -> list[str]:
-    """``doc`` cut at whitespace into pieces of about ``size`` characters, each starting ``overlap``
-    whitespace-separated tokens before the previous cut. Every window of up to ``overlap`` consecutive
-    tokens lies wholly in some piece, so the union of the pieces' shingle sets is the document's
-    (normalization maps a token to zero or more words, so this holds unless more than ``overlap - n``
-    consecutive tokens at a cut are pure punctuation)."""
-    def prev_space(lo: int, hi: int) -> int:
-        return max(doc.rfind(" ", lo, hi), doc.rfind("\n", lo, hi))
-
-    out, start, n = [], 0, len(doc)
+def _pieces(doc: np.ndarray, size: int, overlap: int):
+    """Byte ranges (start, end) of ``doc`` (UTF-8 bytes as uint8) cut at a space or newline into pieces of
+    about ``size`` bytes, each starting ``overlap`` whitespace-separated tokens before the previous cut.
+    Every window of up to ``overlap`` consecutive tokens lies wholly in some piece, so the union of the
+    pieces' shingle sets is the document's (normalization maps a token to zero or more words, so this
+    holds unless more than ``overlap - n`` consecutive tokens at a cut are pure punctuation). Only one
+    window of the document is scanned at a time: no per-character arrays."""
+    n, start = len(doc), 0
     while start < n:
         end = min(n, start + size)
         if end < n:
-            cut = prev_space(start + size // 2, end)
-            end = cut if cut > start else end
-        out.append(doc[start:end])
+            lo = start + size // 2
+            ws = np.flatnonzero((doc[lo:end] == 32) | (doc[lo:end] == 10))
+            end = lo + int(ws[-1]) if len(ws) else end
+        yield start, end
         if end >= n:
-            break
-        back = end
-        for _ in range(overlap):  # step back over `overlap` tokens
-            back = prev_space(start, back)
-            if back <= start:
-                back = start
-                break
+            return
+        lo = max(start, end - size // 2)
+        ws = np.flatnonzero((doc[lo:end] == 32) | (doc[lo:end] == 10))
+        back = lo + int(ws[-overlap]) if len(ws) >= overlap else lo
         start = max(back, start + 1)
-    return out
 
 
 def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, max_shingles: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
@@ -139,13 +134,15 @@ def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, m
         ok = np.zeros(len(text), dtype=bool)
         full[~huge], ok[~huge] = sig, valid
         for i in np.flatnonzero(huge):
-            doc = text[int(i)].as_py()
-            for piece in _pieces(doc, HUGE_CHARS // 2, OVERLAP_TOKENS):
-                s, v = signatures(pa.array([piece], type=pa.string()), n, num_perm, seed, max_shingles)
+            buf = text[int(i)].as_buffer()  # the document's UTF-8 bytes, zero-copy
+            doc = np.frombuffer(buf, dtype=np.uint8)
+            for a, b in _pieces(doc, HUGE_CHARS // 2, OVERLAP_TOKENS):
+                piece = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, b - a], dtype=np.int32)),
+                                                               buf.slice(a, b - a)])
+                s, v = signatures(piece, n, num_perm, seed, max_shingles)
                 if v[0]:
                     np.minimum(full[i], s[0], out=full[i])
                     ok[i] = True
-            del doc
         return full, ok
     sh, counts = shingles(text, n, seed)
     n_docs = len(counts)
