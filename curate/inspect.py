@@ -11,6 +11,10 @@ Column names and values come from the data: PNG names go through ``safe_filename
 string in the page is HTML-escaped, so the report is written only inside its folder and a
 column name cannot inject markup. A partial input (a run that did not finish) is refused, and
 the report folder may not overlap the files it reads.
+
+The input and the report may be on any Beam filesystem (gs://): remote Parquet files are streamed
+through ``FileSystems`` (only the columns read), and a remote report is drawn in a local temporary
+folder and copied up file by file.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from curate import schema as S
-from curate.core.safety import UserError, check_complete, check_output, is_curate_output, resolve_input, safe_filename
+from curate.core.safety import (UserError, check_complete, check_output, is_curate_output, is_remote, resolve_input,
+                                 safe_filename)
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 SKIP = {S.ID, S.TEXT, S.SOURCE, S.URL, "drop_stage", "drop_reason"}
@@ -37,6 +42,8 @@ def _files(path: str) -> list[str]:
 
     Refuses a path in an output whose run did not finish (``_INCOMPLETE``).
     """
+    if is_remote(path):
+        return _remote_files(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file or folder: {path}")
     path = resolve_input(path)
@@ -51,6 +58,23 @@ def _files(path: str) -> list[str]:
     raise FileNotFoundError(f"no Parquet files under {path}")
 
 
+def _remote_files(path: str) -> list[str]:
+    """``_files`` on an object store (gs://), where a folder is a name prefix."""
+    from curate.io.readers import exists, match_paths
+
+    check_complete(path)
+    if path.endswith(".parquet") and exists(path):
+        return [path]
+    path = resolve_input(path).rstrip("/")
+    for pattern in (path + "/data/*.parquet", path + "/*.parquet", path + "/**.parquet"):
+        files = sorted(f for f in match_paths(pattern) if not f.rsplit("/", 1)[-1].startswith("."))
+        if files:
+            for folder in sorted({f.rsplit("/", 1)[0] for f in files}):
+                check_complete(folder)
+            return files
+    raise FileNotFoundError(f"no Parquet files under {path}")
+
+
 def collect(path: str, columns: list[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, dict]]:
     """Numeric columns as float arrays, per-document character counts, and value counts of small string columns."""
     return _collect(_files(path), columns)
@@ -58,7 +82,12 @@ def collect(path: str, columns: list[str] | None = None) -> tuple[dict[str, np.n
 
 def _collect(files: list[str], columns: list[str] | None = None):
     try:
-        dataset = ds.dataset(files, format="parquet")
+        if any(is_remote(f) for f in files):
+            from curate.io.readers import arrow_filesystem
+
+            dataset = ds.dataset(files, format="parquet", filesystem=arrow_filesystem())
+        else:
+            dataset = ds.dataset(files, format="parquet")
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"cannot read the input as Parquet: {e}") from None
     schema = dataset.schema
@@ -172,6 +201,13 @@ def _png_name(name: str, used: set[str]) -> str:
 
 def _default_output(path: str) -> str:
     """``PATH/inspect``; for a file, ``inspect`` beside it, or in its run's folder when it lies in a run's ``data/``."""
+    if is_remote(path):
+        if not path.endswith(".parquet"):
+            return path.rstrip("/") + "/inspect"
+        folder = path.rsplit("/", 1)[0]
+        if folder.rsplit("/", 1)[-1] == "data" and is_curate_output(folder.rsplit("/", 1)[0]):
+            folder = folder.rsplit("/", 1)[0]
+        return folder + "/inspect"
     if os.path.isdir(path):
         return os.path.join(path, "inspect")
     folder = os.path.dirname(os.path.abspath(path))
@@ -187,7 +223,6 @@ def inspect(path: str, output: str | None = None, columns: list[str] | None = No
     run's folder when the file is in a run's ``data/``); it must not hold the files read.
     """
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     console = console or Console()
@@ -195,6 +230,28 @@ def inspect(path: str, output: str | None = None, columns: list[str] | None = No
     output = output or _default_output(path)
     check_output(output, files)
     cols, chars, counts = _collect(files, columns)
+    if is_remote(output):  # drawn locally, then each file copied up
+        import tempfile
+
+        from curate.io.writers import join, write_bytes
+
+        with tempfile.TemporaryDirectory(prefix="curate-inspect-") as local:
+            _report(path, local, files, cols, chars, counts, console, quiet_path=True)
+            for folder, _, names in os.walk(local):
+                for name in sorted(names):
+                    rel = os.path.relpath(os.path.join(folder, name), local).replace(os.sep, "/")
+                    with open(os.path.join(folder, name), "rb") as f:
+                        write_bytes(join(output, rel), f.read())
+        index = join(output, "index.html")
+        console.print(Text(f"report: {index}"))
+        return index
+    return _report(path, output, files, cols, chars, counts, console)
+
+
+def _report(path: str, output: str, files, cols, chars, counts, console, quiet_path: bool = False) -> str:
+    from rich.table import Table
+    from rich.text import Text
+
     os.makedirs(os.path.join(output, "histograms"), exist_ok=True)
     used: set[str] = set()
     sections = []
@@ -235,5 +292,6 @@ def inspect(path: str, output: str | None = None, columns: list[str] | None = No
     index = os.path.join(output, "index.html")
     with open(index, "w") as f:
         f.write(page)
-    console.print(Text(f"report: {index}"))
+    if not quiet_path:
+        console.print(Text(f"report: {index}"))
     return index

@@ -1,9 +1,10 @@
-"""Tokenizers: train a byte-level BPE on curated text, load any local ``tokenizer.json``.
+"""Tokenizers: train a byte-level BPE on curated text, load any ``tokenizer.json``.
 
 A trained tokenizer is written as a folder that both ``tokenizers.Tokenizer.from_file`` and
 transformers' ``AutoTokenizer.from_pretrained`` load: ``tokenizer.json`` plus a small
-``tokenizer_config.json`` naming the end-of-text token. Nothing is downloaded; a hub name is
-rejected with a clear message.
+``tokenizer_config.json`` naming the end-of-text token. Paths may be local or on any Beam
+filesystem (gs://): files are read and written through ``FileSystems``. Nothing is downloaded
+from a hub; a hub name is rejected with a clear message.
 """
 from __future__ import annotations
 
@@ -46,7 +47,20 @@ class LoadedTokenizer:
         return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
+def _remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
 def _tokenizer_file(path: str) -> str:
+    if _remote(path):
+        from curate.io.readers import exists
+
+        file = path if path.endswith(".json") else path.rstrip("/") + "/tokenizer.json"
+        if not exists(file):
+            raise FileNotFoundError(f"tokenizer not found: {file}. Give a tokenizer.json or a folder holding one "
+                                    "(train one with `curate train-tokenizer`); nothing is downloaded from a hub.")
+        return file
+    path = path.removeprefix("file://")
     if os.path.isdir(path):
         path = os.path.join(path, "tokenizer.json")
     if not os.path.exists(path):
@@ -57,27 +71,32 @@ def _tokenizer_file(path: str) -> str:
 
 
 def load_tokenizer(path: str, eos_token: str | None = None) -> LoadedTokenizer:
+    """The tokenizer at ``path`` (a tokenizer.json or a folder holding one; local or gs://)."""
     from tokenizers import Tokenizer
 
+    from curate.io.readers import exists, read_bytes
+
     file = _tokenizer_file(path)
+    data = read_bytes(file)
     try:
-        tok = Tokenizer.from_file(file)
+        tok = Tokenizer.from_str(data.decode("utf-8"))
     except Exception as e:  # noqa: BLE001 - the library's message is not helpful on its own
         raise ValueError(f"{file}: not a tokenizers tokenizer.json ({e})") from e
     if eos_token is None:
-        cfg = os.path.join(os.path.dirname(file), "tokenizer_config.json")
-        if os.path.exists(cfg):
-            with open(cfg) as f:
-                value = json.load(f).get("eos_token")
+        cfg = file.rsplit("/", 1)[0] + "/tokenizer_config.json" if _remote(file) else \
+            os.path.join(os.path.dirname(file), "tokenizer_config.json")
+        if exists(cfg):
+            try:
+                value = json.loads(read_bytes(cfg)).get("eos_token")
+            except (ValueError, AttributeError) as e:
+                raise ValueError(f"{cfg}: not a valid tokenizer_config.json ({e})") from None
             eos_token = value.get("content") if isinstance(value, dict) else value
     if eos_token is None:
         eos_token = next((t for t in EOS_CANDIDATES if tok.token_to_id(t) is not None), None)
     if eos_token is None or tok.token_to_id(eos_token) is None:
         raise ValueError(f"{file}: no end-of-text token found (looked for {eos_token or ', '.join(EOS_CANDIDATES)}); "
                          "name it with eos_token")
-    with open(file, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    return LoadedTokenizer(tok, file, tok.token_to_id(eos_token), eos_token, digest)
+    return LoadedTokenizer(tok, file, tok.token_to_id(eos_token), eos_token, hashlib.sha256(data).hexdigest())
 
 
 def iter_texts(inputs: list[str], text_key: str = "text", limit_docs: int | None = None,
@@ -202,16 +221,24 @@ def train_tokenizer(inputs: list[str], output: str, vocab_size: int = 32000, min
                                   special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(itertools.chain([first], texts), trainer=trainer)
-    os.makedirs(output, exist_ok=True)
-    file = os.path.join(output, "tokenizer.json")
-    tok.save(file)
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": special_tokens[0], "bos_token": special_tokens[0],
               "unk_token": None, "pad_token": special_tokens[1] if len(special_tokens) > 1 else special_tokens[0],
               "model_max_length": model_max_length, "clean_up_tokenization_spaces": False}
-    with open(os.path.join(output, "tokenizer_config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    with open(os.path.join(output, "special_tokens_map.json"), "w") as f:
-        json.dump({k: config[k] for k in ("eos_token", "bos_token", "pad_token")}, f, indent=2)
+    files = {"tokenizer.json": tok.to_str(pretty=True).encode(),
+             "tokenizer_config.json": json.dumps(config, indent=2).encode(),
+             "special_tokens_map.json": json.dumps({k: config[k] for k in ("eos_token", "bos_token", "pad_token")},
+                                                   indent=2).encode()}
+    if _remote(output):
+        from curate.io.writers import join, write_bytes
+
+        for name, data in files.items():  # each atomically (a temporary name, then a rename)
+            write_bytes(join(output, name), data)
+    else:
+        output = output.removeprefix("file://")
+        os.makedirs(output, exist_ok=True)
+        for name, data in files.items():
+            with open(os.path.join(output, name), "wb") as f:
+                f.write(data)
     loaded = load_tokenizer(output)
     loaded.stats = stats
     return loaded

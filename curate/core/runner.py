@@ -225,8 +225,18 @@ def claim_output(path: str, parts=OUTPUT_PARTS) -> None:
 
     ``clean_output`` removes those parts; in a folder curate did not write (no ``_SUCCESS``,
     ``_INCOMPLETE`` or ``stats.json``) a ``data/`` may be the user's own, so nothing is removed.
+    On an object store (gs://) a part "exists" when a file has its name or lies under it.
     """
     if not is_local(path):
+        from curate.io.readers import exists, match_paths
+
+        base = path.rstrip("/")
+        if any(exists(join(base, m)) for m in (SUCCESS, INCOMPLETE, "stats.json")):
+            return
+        theirs = [p for p in parts if exists(join(base, p)) or match_paths(join(base, p) + "/**", limit=1)]
+        if theirs:
+            raise UserError(f"output {path!r} already holds {', '.join(theirs)} but was not written by curate (no "
+                            f"{SUCCESS}, {INCOMPLETE} or stats.json): curate would replace them; choose another output folder")
         return
     local = path.removeprefix("file://")
     if not os.path.isdir(local):
@@ -239,7 +249,11 @@ def claim_output(path: str, parts=OUTPUT_PARTS) -> None:
 
 
 def clean_output(path: str, parts=OUTPUT_PARTS) -> None:
-    """Remove what an earlier (possibly crashed) run left in our own ``parts`` of ``path``; nothing else."""
+    """Remove what an earlier (possibly crashed) run left in our own ``parts`` of ``path``; nothing else.
+
+    Remotely a part is the file of that name (``stats.json``, the markers) and every file under it
+    (``data/**``; object stores have no folders, so a folder path itself matches nothing).
+    """
     if is_local(path):
         for part in parts:
             target = os.path.join(path, part)
@@ -251,11 +265,14 @@ def clean_output(path: str, parts=OUTPUT_PARTS) -> None:
         return
     from apache_beam.io.filesystems import FileSystems
 
+    from curate.io.readers import exists
+    from curate.io.writers import remove_tree
+
     for part in parts:
         target = join(path, part)
-        matches = FileSystems.match([target + "/**"])[0].metadata_list
-        if matches:
-            FileSystems.delete([m.path for m in matches])
+        remove_tree(target)
+        if exists(target):
+            FileSystems.delete([target])
 
 
 def _ship_options(options: PipelineOptions) -> None:
@@ -277,9 +294,13 @@ def pipeline_setup(runner: str | None, workers: int = 1, beam_args: list[str] | 
     """(options, Beam runner object or None, runner name, local?) for ``beam.Pipeline(runner=, options=)``.
 
     Locally: the in-process FnApiRunner, with ``workers`` processes when > 1. Otherwise the named runner,
-    with this package shipped to its workers (``_ship_options``).
+    with this package shipped to its workers (``_ship_options``). Beam's FileSystems get the options
+    now, so what the driver reads and writes before the pipeline exists (markers, cleanup) uses them.
     """
+    from curate.io.readers import set_filesystem_options
+
     options = PipelineOptions(list(beam_args or []))
+    set_filesystem_options(options)
     if runner in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -295,18 +316,36 @@ def pipeline_setup(runner: str | None, workers: int = 1, beam_args: list[str] | 
 
 def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam_args: list[str] | None = None,
                show_progress: bool = False, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> RunResult:
-    """Run ``recipe``. Raises UserError before anything is written when the output is unsafe,
-    LedgerError when the ledger does not balance and ErrorRateError when a stage's error rate is over
-    ``max_error_rate`` (the output is then left marked ``_INCOMPLETE``)."""
+    """Run ``recipe``. Raises UserError before anything is written when the output is unsafe (or, with a
+    remote runner, when a path is on this machine), LedgerError when the ledger does not balance and
+    ErrorRateError when a stage's error rate is over ``max_error_rate`` (the output is then left marked
+    ``_INCOMPLETE``).
+
+    Scratch files of global stages go to a folder of this run only (``safety.scratch_folder``:
+    ``OUTPUT/_tmp`` locally, ``TEMP/curate-<run id>`` under ``--temp_location`` or ``OUTPUT/_tmp/<run id>``
+    otherwise), removed when the run ends, whether it succeeded or failed."""
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
     if not 0 <= max_error_rate <= 1:
         raise UserError(f"--max-error-rate must be between 0 and 1, got {max_error_rate}")
     options, beam_runner, runner_name, local = pipeline_setup(runner, workers, beam_args)
-    from apache_beam.options.pipeline_options import TestOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+
+    from curate.core.safety import check_remote_paths, new_run_id, scratch_folder
+    from curate.io.writers import remove_tree
 
     dry_run = bool(options.view_as(TestOptions).dry_run)
     out = recipe.output.path
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    if not local:  # strings only: nothing remote is touched before submission (a dry run stays offline)
+        from curate.stages.lang_id import LID176
+
+        paths = [("input", p) for p in recipe.input.path] + [("output", out)]
+        paths += [(f"stage {name!r}: model", obj.model) for name, obj in recipe.stages
+                  if isinstance(getattr(obj, "model", None), str) and obj.model not in ("", LID176)]
+        if temp:
+            paths.append(("--temp_location", temp))
+        check_remote_paths(runner_name, paths)
     check_output(out, recipe.input.path, "output")
     if dry_run and local:
         return _dry_run_local(recipe, runner_name)
@@ -314,27 +353,27 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
         claim_output(out)
         clean_output(out)
         begin_output(out, "run")
-    tmp_dir = join(out, "_tmp")
-    if not local:
-        from apache_beam.options.pipeline_options import GoogleCloudOptions
-
-        temp = options.view_as(GoogleCloudOptions).temp_location
-        if temp:
-            tmp_dir = join(temp, "curate-" + os.path.basename(out.rstrip("/")))
+    tmp_dir = scratch_folder(out, temp, local, new_run_id())
 
     progress_dir = _progress_dir() if local else None
     old_env = os.environ.get("CURATE_PROGRESS_DIR")
     if progress_dir:
         os.environ["CURATE_PROGRESS_DIR"] = progress_dir
-    p = beam.Pipeline(runner=beam_runner, options=options)
-    names = build_pipeline(p, recipe, tmp_dir, spill=local)
     start = time.time()
-    monitor = _Monitor(progress_dir, names, start) if (show_progress and progress_dir) else None
+    monitor = None
+    keep_scratch = dry_run
     try:
+        p = beam.Pipeline(runner=beam_runner, options=options)
+        names = build_pipeline(p, recipe, tmp_dir, spill=local)
+        start = time.time()
+        monitor = _Monitor(progress_dir, names, start) if (show_progress and progress_dir) else None
         if monitor:
             monitor.start()
         result = p.run()
         result.wait_until_finish()
+    except KeyboardInterrupt:
+        keep_scratch = keep_scratch or not local  # a submitted remote job may still be running and reading it
+        raise
     finally:
         if monitor:
             monitor.stop()
@@ -344,6 +383,8 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
                 os.environ.pop("CURATE_PROGRESS_DIR", None)
             else:
                 os.environ["CURATE_PROGRESS_DIR"] = old_env
+        if not keep_scratch:
+            remove_tree(tmp_dir)
     seconds = time.time() - start
     if dry_run:
         steps = _job_steps(result)
@@ -357,15 +398,6 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
                   f"limit {max_error_rate:.0%})" for n in names
                   if stats[n].n_in and stats[n].errors / stats[n].n_in > max_error_rate]
     _write_stats(out, res.to_json())
-    if is_local(tmp_dir):
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    else:
-        from apache_beam.io.filesystems import FileSystems
-
-        try:
-            FileSystems.delete([tmp_dir])
-        except Exception:
-            pass
     if problems:
         raise LedgerError("the ledger does not balance:\n  " + "\n  ".join(problems))
     if res.failed:

@@ -195,18 +195,73 @@ def check_complete(pattern: str, what: str = "input") -> None:
 
 
 def is_curate_output(folder: str) -> bool:
-    """A folder written by ``curate run``/``curate score``: ``data/`` beside a marker or ``stats.json``."""
+    """A folder written by ``curate run``/``curate score``: ``data/`` beside a marker or ``stats.json``.
+
+    On an object store (gs://) the folder is a name prefix: ``data/`` exists when a file is under it.
+    """
     if is_remote(folder):
-        return False
+        if _glob.has_magic(folder):
+            return False
+        from apache_beam.io.filesystems import FileSystems
+
+        base = folder.rstrip("/")
+        if not FileSystems.match([base + "/data/*"], limits=[1])[0].metadata_list:
+            return False
+        return any(FileSystems.exists(base + "/" + m) for m in (SUCCESS, INCOMPLETE, "stats.json"))
     f = folder.removeprefix("file://")
     return os.path.isdir(os.path.join(f, "data")) and any(
         os.path.exists(os.path.join(f, m)) for m in (SUCCESS, INCOMPLETE, "stats.json"))
 
 
 def resolve_input(pattern: str, what: str = "input") -> str:
-    """A folder that is a curate output means its ``data/``; a partial output is refused."""
+    """A folder that is a curate output means its ``data/``; a partial output is refused.
+
+    Remote paths are looked at (through Beam's FileSystems) only when this is called, which for
+    recipes is at run time on the workers, never when a pipeline is built.
+    """
     check_complete(pattern, what)
     local = pattern.removeprefix("file://")
     if not is_remote(pattern) and os.path.isdir(local) and is_curate_output(local):
         return os.path.join(local, "data")
+    if is_remote(pattern) and is_curate_output(pattern):
+        return pattern.rstrip("/") + "/data"
     return pattern
+
+
+# ----------------------------------------------------------------------- remote runners, scratch
+
+
+def check_remote_paths(runner: str, paths: list[tuple[str, str]]) -> None:
+    """Refuse driver-local ``(what, path)`` pairs for a remote runner, before anything is submitted.
+
+    The workers of Dataflow (or Flink, Spark ...) run on other machines: a local input would match
+    nothing there, a local output would land on worker disks and be lost. Only strings are looked
+    at: nothing remote is touched (``--dry_run=True`` builds its graph offline).
+    """
+    for what, path in paths:
+        if isinstance(path, str) and path and not is_remote(path):
+            raise UserError(f"{what} {path!r} is a path on this machine, but --runner {runner} runs on workers that "
+                            "cannot see it: copy it to a bucket (gs://...) and give that path, or run locally")
+
+
+def new_run_id() -> str:
+    """A unique id for one run's scratch folder: time (sortable) and random."""
+    import time
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def scratch_folder(output: str, temp_location: str | None, local_run: bool, run_id: str, prefix: str = "curate") -> str:
+    """The scratch folder of one run.
+
+    A local run into a local output: ``OUTPUT/_tmp`` (the output is claimed, so no other run uses
+    it). Otherwise (a remote runner or a remote output): ``TEMP/<prefix>-<run id>`` under
+    ``--temp_location`` when given, else ``OUTPUT/_tmp/<run id>``; the run id keeps two concurrent
+    runs apart even when their outputs share a name (``gs://b/web/out`` and ``gs://b/code/out``).
+    """
+    if local_run and not is_remote(output):
+        return output.rstrip("/") + "/_tmp"
+    if temp_location:
+        return temp_location.rstrip("/") + f"/{prefix}-{run_id}"
+    return output.rstrip("/") + f"/_tmp/{run_id}"

@@ -8,6 +8,12 @@ Reading happens in three Beam steps so that nothing is listed at pipeline constr
    batches, uncompressed jsonl by byte ranges; compressed text and WARC files are one shard each.
 3. ``ReadShard``: a shard -> record batches in the document schema, plus error and drop records.
 
+Every path goes through Beam's ``FileSystems`` (gs://, s3://, ...); local paths keep a plain
+``open``. Compression (gzip, zstd, bzip2) is told from the file's first bytes, with the name as a
+fallback: an object stored with ``Content-Encoding: gzip`` under a ``.jsonl`` name, or a ``.gz``
+that was compressed twice (``FileSystems.create`` compresses a ``.gz`` path again unless told not
+to), reads correctly, and a compressed file is never split into byte ranges.
+
 A line/row that cannot be read becomes an error record that names the file and location; it is
 counted in the ledger and never silently lost.
 """
@@ -65,7 +71,7 @@ def detect_format(path: str, fmt: str = "auto") -> str:
     if fmt != "auto":
         return fmt
     name = path.lower()
-    for suffix in (".gz", ".zst", ".zstd"):
+    for suffix in (".gz", ".zst", ".zstd", ".bz2"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     if name.endswith((".jsonl", ".json", ".ndjson")):
@@ -80,16 +86,87 @@ def detect_format(path: str, fmt: str = "auto") -> str:
 
 
 def compression_of(path: str) -> str | None:
+    """The compression a file's name says it has (``sniff_compression`` tells it from the content)."""
     name = path.lower()
     if name.endswith(".gz"):
         return "gzip"
     if name.endswith((".zst", ".zstd")):
         return "zstd"
+    if name.endswith(".bz2"):
+        return "bzip2"
     return None
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """The compression of a stream from its first bytes (at least 10 for bzip2), or None.
+
+    No JSON text, WARC, Parquet or Arrow file starts with these magic numbers, so content that
+    does is compressed whatever its name says.
+    """
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    if head[:3] == b"BZh" and head[3:4] in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9") \
+            and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):  # a block, or the end of an empty stream
+        return "bzip2"
+    return None
+
+
+SNIFF_BYTES = 16
 
 
 def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
+
+
+def _emulator_without_credentials() -> None:
+    """With ``STORAGE_EMULATOR_HOST`` set (the GCS emulator), talk to it without credentials.
+
+    google-cloud-storage needs none for the emulator, but Beam's GCS filesystem first looks for
+    Google default credentials with four retries and exponential backoff (about 30 s in every
+    process, and every command and worker is one). Telling Beam's credential cache "none" up front
+    makes it create the anonymous client it would end with anyway. Real GCS is not affected.
+    """
+    if not os.environ.get("STORAGE_EMULATOR_HOST"):
+        return
+    try:
+        from apache_beam.internal.gcp import auth
+
+        with auth._Credentials._credentials_lock:
+            if not auth._Credentials._credentials_init:
+                auth._Credentials._credentials = None
+                auth._Credentials._credentials_init = True
+    except Exception:  # noqa: BLE001 - no gcp extra, or Beam changed: the slow path still works
+        pass
+
+
+_emulator_without_credentials()
+
+
+def set_filesystem_options(options) -> None:
+    """Give Beam's FileSystems the pipeline options before the driver touches a remote path
+    (``beam.Pipeline`` does the same, but only once it is built)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.set_options(options)
+    _emulator_without_credentials()
+
+
+def exists(path: str) -> bool:
+    if is_local(path):
+        return os.path.exists(path.removeprefix("file://"))
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(path)
+
+
+def match_paths(pattern: str, limit: int | None = None) -> list[str]:
+    """Paths matching a glob on any filesystem (nothing when nothing matches)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = FileSystems.match([pattern], limits=[limit] if limit else None)[0].metadata_list
+    return [m.path for m in found]
 
 
 def open_raw(path: str):
@@ -100,6 +177,45 @@ def open_raw(path: str):
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def arrow_filesystem():
+    """A read-only ``pyarrow.fs.FileSystem`` over Beam's FileSystems, for ``pyarrow.dataset`` on gs:// paths."""
+    import pyarrow.fs as pafs
+
+    class _BeamHandler(pafs.FileSystemHandler):
+        def get_type_name(self):
+            return "beam"
+
+        def equals(self, other):
+            return isinstance(other, _BeamHandler)
+
+        def normalize_path(self, path):
+            return path
+
+        def get_file_info(self, paths):
+            from apache_beam.io.filesystems import FileSystems
+
+            out = []
+            for path in paths:
+                found = FileSystems.match([path])[0].metadata_list
+                out.append(pafs.FileInfo(path, pafs.FileType.File, size=found[0].size_in_bytes) if found
+                           else pafs.FileInfo(path, pafs.FileType.NotFound))
+            return out
+
+        def open_input_file(self, path):
+            return pa.PythonFile(open_raw(path), mode="r")
+
+        def open_input_stream(self, path):
+            return pa.PythonFile(open_raw(path), mode="r")
+
+        def _read_only(self, *args, **kwargs):
+            raise NotImplementedError("this filesystem is read-only")
+
+        get_file_info_selector = create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _read_only
+        delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
+
+    return pafs.PyFileSystem(_BeamHandler())
 
 
 def read_bytes(path: str) -> bytes:
@@ -119,9 +235,108 @@ class TruncatedStream(Exception):
     """A compressed stream ended early or is corrupt; every complete line before it was yielded."""
 
 
+class _Peeked:
+    """A ``read``-only stream: ``head``, then the rest of ``source`` (a stream, or an iterator of chunks)."""
+
+    def __init__(self, head: bytes, source):
+        self.buf = head
+        self.source = source
+
+    def _more(self, n: int) -> bytes:
+        if hasattr(self.source, "read"):
+            return self.source.read(n)
+        return next(self.source, b"")
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self.buf]
+            while True:
+                data = self._more(1 << 20)
+                if not data:
+                    break
+                parts.append(data)
+            self.buf = b""
+            return b"".join(parts)
+        if not self.buf:  # like a raw read: what one read of the source gives (a decompressed chunk is
+            self.buf = self._more(n)  # passed on at once, so a cut later in the stream loses nothing before it)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+def _peek(stream, n: int = SNIFF_BYTES) -> tuple[bytes, _Peeked]:
+    """The first ``n`` bytes of ``stream`` (fewer at its end) and a stream that still yields them."""
+    head = stream.read(n)
+    while head and len(head) < n:
+        more = stream.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head, _Peeked(head, stream)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Content that is plain jsonl (served decompressed although the name says compressed)."""
+    return head.lstrip()[:1] in (b"{", b"[") or head.startswith(b"WARC/")
+
+
+def _content_chunks(raw, name_comp: str | None, chunk: int):
+    """Decompressed chunks of ``raw``: the compression is sniffed from the first bytes (the name is
+    the fallback), and nested layers (a gzip inside a gzip) are decompressed too."""
+    head, stream = _peek(raw)
+    comp = sniff_compression(head)
+    if comp is None and name_comp is not None and head and not _looks_like_text(head):
+        comp = name_comp  # not recognized: let the decompressor name the problem (corrupt/truncated)
+    for _ in range(3):
+        if comp is None:
+            break
+        out = _decompressed_chunks(stream, comp, chunk)
+        head, stream = _peek(_Peeked(b"", out))
+        comp = sniff_compression(head)
+    while True:
+        data = stream.read(chunk)
+        if not data:
+            return
+        yield data
+
+
+def is_compressed(path: str) -> bool:
+    """The file is compressed, by its name or by its first bytes (one small read)."""
+    if compression_of(path):
+        return True
+    try:
+        with open_raw(path) as f:
+            return sniff_compression(f.read(SNIFF_BYTES)) is not None
+    except OSError:
+        return False
+
+
 def _decompressed_chunks(raw, comp: str, chunk: int = 1 << 20):
-    """Decompressed chunks of a gzip (multi-member) or zstd stream; raises TruncatedStream at a cut."""
-    if comp == "gzip":
+    """Decompressed chunks of a gzip (multi-member), zstd or bzip2 (multi-stream) stream; raises
+    TruncatedStream at a cut."""
+    if comp == "bzip2":
+        import bz2
+
+        d, started = bz2.BZ2Decompressor(), False
+        while True:
+            data = raw.read(chunk)
+            if not data:
+                if started:
+                    raise TruncatedStream("bzip2 stream ends before its end marker")
+                return
+            while data:
+                started = True
+                try:
+                    out = d.decompress(data)
+                except (OSError, ValueError) as e:
+                    raise TruncatedStream(f"corrupt bzip2 data: {e}") from None
+                if out:
+                    yield out
+                if d.eof:  # end of one stream; another may follow (pbzip2)
+                    data = d.unused_data
+                    d, started = bz2.BZ2Decompressor(), False
+                else:
+                    data = b""
+    elif comp == "gzip":
         d, started = zlib.decompressobj(wbits=47), False
         while True:
             data = raw.read(chunk)
@@ -156,6 +371,10 @@ def _decompressed_chunks(raw, comp: str, chunk: int = 1 << 20):
             yield out
 
 
+def _has_magic(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
 def list_files(patterns: list[str]) -> list[tuple[str, int]]:
     """Expand glob patterns (local or Beam filesystems) to sorted, de-duplicated (path, size)."""
     from apache_beam.io.filesystems import FileSystems
@@ -169,6 +388,9 @@ def list_files(patterns: list[str]) -> list[tuple[str, int]]:
             # a folder (e.g. the data/ of a curate run): every file in it, hidden and in-progress ones aside
             pattern = pattern.rstrip("/") + "/[!._]*"
         results = FileSystems.match([pattern])[0].metadata_list
+        if not results and not is_local(pattern) and not _has_magic(pattern):
+            # gs://bucket/folder: object stores have no folders, only names under a prefix
+            results = FileSystems.match([pattern.rstrip("/") + "/[!._]*"])[0].metadata_list
         if not results:
             raise FileNotFoundError(f"input pattern {pattern!r} matched no files")
         for m in results:
@@ -212,7 +434,7 @@ def split_file(file_index: int, path: str, size: int, spec: InputSpec) -> list[S
                 shards.append(Shard(file_index, path, fmt, len(shards), start, i + 1, start == 0 and i == n - 1))
                 start, acc = i + 1, 0
         return shards or [Shard(file_index, path, fmt, 0, 0, 0)]
-    if fmt == "jsonl" and compression_of(path) is None and size > spec.split_bytes:
+    if fmt == "jsonl" and size > spec.split_bytes and not is_compressed(path):
         n = -(-size // spec.split_bytes)
         return [
             Shard(file_index, path, fmt, i, i * spec.split_bytes, min(size, (i + 1) * spec.split_bytes), False)
@@ -389,15 +611,7 @@ def _raw_chunks(shard: Shard, chunk: int):
     whole line and ends with the line that straddles its end. Raises TruncatedStream at a cut."""
     if shard.whole_file:
         with open_raw(shard.path) as raw:
-            comp = compression_of(shard.path)
-            if comp is None:
-                while True:
-                    data = raw.read(chunk)
-                    if not data:
-                        return
-                    yield data
-            else:
-                yield from _decompressed_chunks(raw, comp, chunk)
+            yield from _content_chunks(raw, compression_of(shard.path), chunk)
         return
     with open_raw(shard.path) as f:
         pos = shard.start

@@ -1,7 +1,12 @@
-"""Parquet writers with atomic finalization and stable names."""
+"""Parquet writers with atomic finalization and stable names; folder removal on any filesystem.
+
+Remote files are created with ``CompressionTypes.UNCOMPRESSED``: Beam's default (AUTO) would
+gzip a ``.gz`` name a second time.
+"""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import apache_beam as beam
@@ -18,6 +23,31 @@ def join(folder: str, name: str) -> str:
     return folder.rstrip("/") + "/" + name
 
 
+def _create(path: str):
+    """A new remote file for writing, bytes as given (no compression added by its name)."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.create(path, mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def remove_tree(folder: str) -> int:
+    """Remove ``folder`` and everything below it, on any filesystem; returns the files removed remotely.
+
+    Object stores (GCS, S3) have no folders, only names under a prefix: the files are listed with
+    ``folder/**`` and deleted. A folder that does not exist is not an error.
+    """
+    if is_local(folder):
+        shutil.rmtree(folder.removeprefix("file://"), ignore_errors=True)
+        return 0
+    from apache_beam.io.filesystems import FileSystems
+
+    paths = [m.path for m in FileSystems.match([join(folder, "**")])[0].metadata_list]
+    for i in range(0, len(paths), 1000):
+        FileSystems.delete(paths[i:i + 1000])
+    return len(paths)
+
+
 def write_parquet(batch: pa.RecordBatch | pa.Table, path: str, compression: str = "zstd") -> None:
     """Write ``batch`` to ``path`` atomically: a temporary name, then a rename."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
@@ -31,7 +61,7 @@ def write_parquet(batch: pa.RecordBatch | pa.Table, path: str, compression: str 
         return
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(tmp) as f:
+    with _create(tmp) as f:
         pq.write_table(table, f, compression=compression)
     if FileSystems.exists(path):
         FileSystems.delete([path])
@@ -50,7 +80,7 @@ def write_bytes(path: str, data: bytes) -> None:
         return
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(tmp) as f:
+    with _create(tmp) as f:
         f.write(data)
     if FileSystems.exists(path):
         FileSystems.delete([path])
@@ -69,7 +99,7 @@ def write_ipc(batch: pa.RecordBatch, path: str) -> None:
         return
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(tmp) as f, pa.ipc.new_file(f, batch.schema) as w:
+    with _create(tmp) as f, pa.ipc.new_file(f, batch.schema) as w:
         w.write_batch(batch)
     FileSystems.rename([tmp], [path])
 

@@ -29,6 +29,13 @@ files (``shard-NNNNN.bin/.idx/.domains.npy``) in the phase folders, the held-out
 the domains' error files, ``manifest.json`` and its own scratch folder ``_tmp`` (recognized by a marker
 file); anything else in the output folder is left alone. ``plan_mix`` runs the first pipeline only,
 into a scratch folder it removes, and writes nothing.
+
+Remote storage: every path (domains, tokenizer, output, scratch) may be on any Beam filesystem
+(gs://). With a remote runner or a remote output and ``--temp_location``, scratch goes to a folder of
+this run only, ``TEMP/curate-mix-<run id>`` (with the marker); otherwise to ``OUTPUT/_tmp``. Scratch is
+removed when the mix ends, also when it fails. Workers load the tokenizer from its path (a remote
+runner refuses a path on this machine) and check its sha256 against the driver's; the second
+pipeline lists the scratch files itself, so they never become elements of the job graph.
 """
 from __future__ import annotations
 
@@ -55,7 +62,7 @@ from curate.io.readers import InputSpec, is_local, read_bytes, read_ipc
 from curate.io.transforms import ReadInput
 from curate.io.writers import WriteBatches, join, write_bytes, write_ipc
 from curate.mix.indexed import write_indexed
-from curate.mix.spec import BUCKETS, RESERVED_PHASES, DomainPool, MixError, MixSpec, Plan, make_plan, where_mask
+from curate.mix.spec import BUCKETS, RESERVED_PHASES, DomainPool, MixSpec, Plan, make_plan, where_mask
 
 MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -82,13 +89,18 @@ def domain_seed(seed: int, domain: str) -> int:
 class _Tokenize(beam.DoFn):
     """Filter, tokenize, hash; write the ids to a scratch Arrow file; yield the bucket histogram."""
 
-    def __init__(self, spec: MixSpec, domain: str, index: int, scratch: str):
+    def __init__(self, spec: MixSpec, domain: str, index: int, scratch: str, tokenizer: str, eos_token: str,
+                 sha256: str):
         self.spec, self.domain, self.index, self.scratch = spec, domain, index, scratch
+        self.tokenizer, self.eos_token, self.sha256 = tokenizer, eos_token, sha256  # the file the driver loaded
 
     def setup(self):
         from curate.tokenizer import load_tokenizer
 
-        self.tok = load_tokenizer(self.spec.tokenizer, self.spec.eos_token)
+        self.tok = load_tokenizer(self.tokenizer, self.eos_token)  # through FileSystems: gs:// on remote workers
+        if self.tok.sha256 != self.sha256:
+            raise ValueError(f"tokenizer {self.tokenizer} changed while the mix ran (sha256 {self.sha256[:12]} when it "
+                             f"started, {self.tok.sha256[:12]} now)")
         self.counts = Counts(f"mix:{self.domain}")
         self.seed = domain_seed(self.spec.seed, self.domain)
 
@@ -272,6 +284,36 @@ def _pipeline(runner, workers, beam_args):
     return beam.Pipeline(runner=beam_runner, options=options), local
 
 
+def _setup(spec: MixSpec, output: str | None, runner, workers, beam_args):
+    """(local runner?, --temp_location) before anything is read; a remote runner refuses paths on this machine.
+
+    Only strings are looked at here; Beam's FileSystems get the pipeline options (credentials ...).
+    """
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    from curate.core.runner import pipeline_setup
+    from curate.core.safety import check_remote_paths
+
+    options, _, runner_name, local = pipeline_setup(runner, workers, beam_args)
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    if not local:
+        paths = [(f"domain {d!r}: path", p) for d, dom in spec.domains.items() for p in dom.path]
+        paths += [("tokenizer", spec.tokenizer), ("--temp_location", temp)]
+        if output is not None:
+            paths.append(("--output", output))
+        check_remote_paths(runner_name, paths)
+    return local, temp
+
+
+def _scratch_folder(output: str, local: bool, temp: str | None) -> str:
+    """``TEMP/curate-mix-<run id>`` with a remote runner or output and ``--temp_location``; else ``OUTPUT/_tmp``."""
+    from curate.core.safety import is_remote, new_run_id
+
+    if temp and (not local or is_remote(output)):
+        return join(temp, f"curate-mix-{new_run_id()}")
+    return join(output, "_tmp")
+
+
 @dataclass
 class MixResult:
     manifest: dict
@@ -298,47 +340,46 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
     from curate.tokenizer import load_tokenizer
 
     start = time.time()
+    local, temp = _setup(spec, output, runner, workers, beam_args)
     tok = load_tokenizer(spec.tokenizer, spec.eos_token)  # fail before any pipeline on a bad tokenizer
     paths = check_inputs(spec, output)  # before anything in the output is touched
     _check_where_columns(spec, paths)
     _check_layout(output, spec)
     begin_output(output, "mix")
     clean_mix_output(output, spec)
-    tmp = join(output, "_tmp")
+    tmp = _scratch_folder(output, local, temp)
     _make_scratch(tmp)
     scratch = join(tmp, "tokens")
-
-    # 1. count
-    pools, read_stats = _count(spec, paths, tmp, scratch, join(output, "errors"), runner, workers, beam_args)
-
-    # 2. plan
     try:
-        plan = make_plan(spec, pools)
-    except MixError:
-        _clear_scratch(tmp)
-        raise
+        # 1. count
+        pools, read_stats = _count(spec, paths, tmp, scratch, join(output, "errors"), runner, workers, beam_args, tok)
 
-    # 3. select, shuffle, pack, write
-    files = _list(scratch)
-    p, local = _pipeline(runner, workers, beam_args)
-    stats_path = join(tmp, "shards.pkl")
-    _ = (p | beam.Create(sorted(files)) | beam.Reshuffle()
-         | "Select" >> beam.ParDo(_Select(spec, plan))
-         | "Shuffle" >> exchange.GroupByKey(join(tmp, "spill") if local else None)
-         | "Pack" >> beam.ParDo(_Pack(spec, output, tok.eos_id, tok.token_dtype))
-         | beam.combiners.ToList()
-         | beam.Map(lambda rows: write_bytes(stats_path, pickle.dumps(rows))))
-    p.run().wait_until_finish()
-    shards = pickle.loads(read_bytes(stats_path))
-    manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output, paths)
-    write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
-    _clear_scratch(tmp)
+        # 2. plan
+        plan = make_plan(spec, pools)
+
+        # 3. select, shuffle, pack, write; the scratch files are listed by the pipeline, not put in its graph
+        p, local = _pipeline(runner, workers, beam_args)
+        stats_path = join(tmp, "shards.pkl")
+        _ = (p | "Scratch" >> beam.Create([scratch])
+             | "List" >> beam.FlatMap(_list)
+             | beam.Reshuffle()
+             | "Select" >> beam.ParDo(_Select(spec, plan))
+             | "Shuffle" >> exchange.GroupByKey(join(tmp, "spill") if local else None)
+             | "Pack" >> beam.ParDo(_Pack(spec, output, tok.eos_id, tok.token_dtype))
+             | beam.combiners.ToList()
+             | beam.Map(lambda rows: write_bytes(stats_path, pickle.dumps(rows))))
+        p.run().wait_until_finish()
+        shards = pickle.loads(read_bytes(stats_path))
+        manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output, paths)
+        write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
+    finally:
+        _clear_scratch(tmp)
     finish_output(output)
     return MixResult(manifest, time.time() - start, read_stats)
 
 
 def _count(spec: MixSpec, paths: dict[str, list[str]], tmp: str, scratch: str | None, errors: str | None,
-           runner, workers, beam_args) -> tuple[dict[str, DomainPool], dict]:
+           runner, workers, beam_args, tok) -> tuple[dict[str, DomainPool], dict]:
     """Pipeline 1: read, filter, tokenize every domain; (token histogram per domain, read stats).
 
     The token ids go to ``scratch`` (None: not kept), unreadable records to ``errors`` (None: only counted).
@@ -355,7 +396,8 @@ def _count(spec: MixSpec, paths: dict[str, list[str]], tmp: str, scratch: str | 
         read = p | f"Read[{d}]" >> ReadInput(ispec, stage=f"read:{d}")
         if errors is not None:
             _ = read[ERRORS] | f"Errors[{d}]" >> beam.ParDo(WriteBatches(errors, prefix=f"{d}-"))
-        hists.append(read[KEPT] | f"Tokenize[{d}]" >> beam.ParDo(_Tokenize(spec, d, i, scratch)))
+        hists.append(read[KEPT] | f"Tokenize[{d}]" >> beam.ParDo(_Tokenize(spec, d, i, scratch, tok.path, tok.eos_token,
+                                                                            tok.sha256)))
     hist_path = join(tmp, "hist.pkl")
     _ = ((hists | beam.Flatten() | beam.CombinePerKey(sum)  # histograms, summed per domain
           | beam.combiners.ToList()
@@ -411,26 +453,30 @@ def plan_mix(spec: MixSpec, output: str | None = None, runner: str | None = None
     """Count every domain and plan the mixture without writing shards, a manifest or error files.
 
     Raises the MixError a real run would raise for an impossible mixture. Scratch goes to a local
-    temporary folder (with a remote runner: ``OUTPUT/_tmp``), removed before returning.
+    temporary folder (with a remote runner: ``TEMP/curate-mix-plan-<run id>`` under ``--temp_location``,
+    else ``OUTPUT/_tmp``), removed before returning.
     """
-    from curate.core.runner import pipeline_setup
+    from curate.core.safety import new_run_id
     from curate.tokenizer import load_tokenizer
 
     start = time.time()
-    load_tokenizer(spec.tokenizer, spec.eos_token)
+    local, temp = _setup(spec, output, runner, workers, beam_args)
+    tok = load_tokenizer(spec.tokenizer, spec.eos_token)
     paths = check_inputs(spec, output)
     _check_where_columns(spec, paths)
-    local = pipeline_setup(runner, workers, beam_args)[3]
     if local:
         tmp = tempfile.mkdtemp(prefix="curate-mix-plan-")
+    elif temp:
+        tmp = join(temp, f"curate-mix-plan-{new_run_id()}")
+        _make_scratch(tmp)
     elif output:
         tmp = join(output, "_tmp")
         _clear_scratch(tmp)
         _make_scratch(tmp)
     else:
-        raise UserError("curate mix --plan with a remote runner needs --output: its scratch goes to OUTPUT/_tmp")
+        raise UserError("curate mix --plan with a remote runner needs --temp_location or --output for its scratch")
     try:
-        pools, read_stats = _count(spec, paths, tmp, None, None, runner, workers, beam_args)
+        pools, read_stats = _count(spec, paths, tmp, None, None, runner, workers, beam_args, tok)
         plan = make_plan(spec, pools)
     finally:
         if local:
@@ -607,9 +653,10 @@ def _not_our_scratch(tmp: str) -> str:
 
 
 def _list(folder: str) -> list[str]:
+    """The scratch Arrow files in ``folder``, sorted (run inside the pipeline, on a worker)."""
     from apache_beam.io.filesystems import FileSystems
 
-    return [m.path for m in FileSystems.match([join(folder, "*.arrow")])[0].metadata_list]
+    return sorted(m.path for m in FileSystems.match([join(folder, "*.arrow")])[0].metadata_list)
 
 
 def _check_where_columns(spec: MixSpec, paths: dict[str, list[str]]) -> None:
@@ -625,9 +672,13 @@ def _check_where_columns(spec: MixSpec, paths: dict[str, list[str]]) -> None:
         first = files[0][0]
         if not dom.clauses or detect_format(first, dom.format) != "parquet":
             continue
-        schema = pq.read_schema(first) if is_local(first) else None
-        if schema is None:
-            continue
+        if is_local(first):
+            schema = pq.read_schema(first)
+        else:  # the footer only, through FileSystems
+            from curate.io.readers import open_raw
+
+            with open_raw(first) as f:
+                schema = pq.ParquetFile(f).schema_arrow
         for col, _, _ in dom.clauses:
             if col.split(".")[0] not in schema.names:
                 raise ValueError(f"domain {d!r}: where clause names column {col!r}, which {first} does not have "

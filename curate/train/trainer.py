@@ -74,15 +74,99 @@ def _torch():
 # -------------------------------------------------------------------------------------- data
 
 
-class MixData:
-    """The shards of one `curate mix` output, addressed by (phase, sequence index within phase)."""
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
 
-    def __init__(self, folder: str):
+
+def cache_root() -> str:
+    """Where remote mixes are copied: ``$CURATE_CACHE_DIR``, else ``~/.cache/curate``."""
+    return os.environ.get("CURATE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "curate")
+
+
+def local_mix(folder: str, log=None) -> tuple[str, str | None]:
+    """(local folder, local tokenizer.json or None) of the mix in ``folder``.
+
+    A local mix is used where it is. A remote one (gs://, any Beam filesystem) is copied first, because
+    the trainer memory-maps the shards: into ``cache_root()/mix/<sha256 of manifest.json>``, the files
+    the manifest names (shards, held-out shards, the manifest) plus the tokenizer it names, streamed
+    through FileSystems into a temporary folder that is renamed when complete. A later run with the
+    same manifest reuses the copy; a changed mix has another manifest, so another folder.
+    """
+    folder = folder.removeprefix("file://")
+    if not _is_remote(folder):
+        return folder, None
+    from curate.io.readers import exists, open_raw, read_bytes
+
+    base = folder.rstrip("/")
+    data = read_bytes(base + "/manifest.json")
+    digest = hashlib.sha256(data).hexdigest()
+    manifest = json.loads(data)
+    dest = os.path.join(cache_root(), "mix", digest[:32])
+    tok_remote = (manifest.get("tokenizer") or {}).get("path") or ""
+    tok_local = os.path.join(dest, "_tokenizer", "tokenizer.json") if _is_remote(tok_remote) else None
+    say = log or (lambda msg: None)
+    if os.path.exists(os.path.join(dest, "manifest.json")):
+        say(f"data: {folder} is remote; using its local copy {dest} (manifest sha256 {digest[:12]})")
+        return dest, tok_local
+    files = [(base + "/" + name, os.path.join(dest, *name.split("/"))) for name in _mix_files(manifest)]
+    if tok_local:
+        tok_dir = tok_remote.rsplit("/", 1)[0]
+        files.append((tok_remote, tok_local))
+        for name in TOKENIZER_FILES[1:]:
+            if exists(tok_dir + "/" + name):
+                files.append((tok_dir + "/" + name, os.path.join(dest, "_tokenizer", name)))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = f"{dest}.{uuid.uuid4().hex[:8]}.tmp"
+    t0, total = time.time(), 0
+    try:
+        for src, dst in files:
+            local = tmp + dst[len(dest):]
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            if dst.endswith(".domains.npy") and not exists(src):
+                continue  # optional sidecar
+            with open_raw(src) as fin, open(local, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 8 << 20)
+            total += os.path.getsize(local)
+        with open(os.path.join(tmp, "manifest.json"), "wb") as f:  # the manifest last, byte for byte
+            f.write(data)
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another run copied it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"data: {folder} is remote; copied {len(files)} files ({total / 2**20:,.1f} MiB) in {time.time() - t0:.1f}s to "
+        f"the local cache {dest} (keyed by the manifest's sha256 {digest[:12]}; the trainer memory-maps shards)")
+    return dest, tok_local
+
+
+def _mix_files(manifest: dict) -> list[str]:
+    """The shard files a mix's manifest names (relative paths), without the manifest itself."""
+    prefixes = [p for ph in manifest.get("phases", []) for p in ph.get("shards", [])]
+    prefixes += [v["prefix"] for v in manifest.get("valid", {}).values()]
+    for p in prefixes:
+        if not isinstance(p, str) or p.startswith("/") or ".." in p.split("/"):
+            raise ValueError(f"manifest.json names a shard outside the mix folder: {p!r}")
+    return [p + ext for p in prefixes for ext in (".bin", ".idx", ".domains.npy")]
+
+
+class MixData:
+    """The shards of one `curate mix` output, addressed by (phase, sequence index within phase).
+
+    A remote mix (gs://) is read from a local copy (``local_mix``)."""
+
+    def __init__(self, folder: str, log=None):
+        source = folder
+        folder, tok_local = local_mix(folder, log)
         path = os.path.join(folder, "manifest.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: point data: at the output folder of `curate mix`")
         with open(path) as f:
             self.manifest = json.load(f)
+        if tok_local:  # the tokenizer that checkpoints get and evaluation uses: the local copy
+            self.manifest["tokenizer"]["path"] = tok_local
+        self.source = source
         self.folder = folder
         self.seq_length = self.manifest["seq_length"]
         self.domains = self.manifest["domain_names"]
@@ -208,10 +292,20 @@ def preflight(cfg: TrainConfig) -> None:
     check_config(cfg)
     data = cfg.data
     check_complete(data, "data")
-    if not os.path.isdir(data):
+    if _is_remote(cfg.output):
+        raise UserError(f"output {cfg.output!r}: the trainer writes checkpoints to a local folder; give a local output "
+                        "(copy the final model up afterwards)")
+    if _is_remote(data):
+        from curate.io.readers import exists
+
+        if not exists(data.rstrip("/") + "/manifest.json"):
+            raise FileNotFoundError(f"{data.rstrip('/')}/manifest.json not found: {data!r} is not a finished `curate mix` "
+                                    "output (the mix writes manifest.json last); point data: at the output folder of "
+                                    "`curate mix`, or re-run the mix")
+    elif not os.path.isdir(data):
         raise FileNotFoundError(f"data {data!r}: no such folder: point data: (or --data) at the output folder of "
                                 "`curate mix`")
-    if not os.path.exists(os.path.join(data, "manifest.json")):
+    elif not os.path.exists(os.path.join(data, "manifest.json")):
         raise FileNotFoundError(f"{os.path.join(data, 'manifest.json')} not found: {data!r} is not a finished "
                                 "`curate mix` output (the mix writes manifest.json last); point data: at the output "
                                 "folder of `curate mix`, or re-run the mix")
@@ -268,7 +362,7 @@ class Trainer:
         self.cfg = cfg
         self.quiet = quiet
         self.allow_config_change = allow_config_change
-        self.data = MixData(cfg.data)
+        self.data = MixData(cfg.data, log=self._print)
         if cfg.device == "auto":
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
