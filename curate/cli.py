@@ -89,6 +89,24 @@ def cmd_train_scorer(args, beam_args) -> int:
     return run_train_scorer(args)
 
 
+def cmd_preselect(args, beam_args) -> int:
+    from curate.core.recipe import RecipeError
+    from curate.preselect.config import load_config
+    from curate.preselect.label import print_summary, run_label
+
+    try:
+        cfg = load_config(args.config, args.output)
+    except RecipeError as e:
+        return _problems("preselect config error", e)
+    if args.validate:
+        print(f"{args.config}: ok ({len(cfg.models)} models)")
+        return 0
+    summary = run_label(cfg, runner=args.runner, workers=args.workers, beam_args=beam_args)
+    print_summary(summary)
+    print(f"wrote {cfg.output}/losses/*.parquet, labels.parquet, heldout.parquet, summary.json")
+    return 0
+
+
 def cmd_train_tokenizer(args, beam_args) -> int:
     from curate.tokenizer import train_tokenizer
 
@@ -182,6 +200,19 @@ def cmd_train(args, beam_args) -> int:
         print("  " + name + ": " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in r.items() if k != "task"))
     return 0
+
+
+def cmd_ablate(args, beam_args) -> int:
+    from curate.ablate.run import cli_main
+    from curate.core.recipe import RecipeError
+
+    if args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    try:
+        return cli_main(args, beam_args)
+    except RecipeError as e:
+        return _problems("ablation spec error", e)
 
 
 def cmd_fit_mixture(args, beam_args) -> int:
@@ -280,7 +311,7 @@ def _fraction(text: str) -> float:
 
 
 # commands whose unknown options are Beam pipeline options (checked by name against Beam's own parser)
-BEAM_COMMANDS = ("run", "score", "mix")
+BEAM_COMMANDS = ("run", "score", "mix", "preselect")
 
 
 def _beam_parser():
@@ -370,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="report folder (default: PATH/inspect); it may not hold the data read")
     p.set_defaults(fn=cmd_inspect)
 
-    p = sub.add_parser("train-scorer", help="train a fastText quality or toxicity classifier", description=(
+    p = sub.add_parser("train-scorer", help="train a fastText quality, toxicity or preselect classifier", description=(
         "Train from a labeled table (--data FILE --text-column C --label-column L --positive VALUES) or from two "
         "corpora (--positive-data/--negative-data); prints held-out accuracy and ROC AUC."))
     try:
@@ -380,6 +411,19 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     p.set_defaults(fn=cmd_train_scorer)
+
+    p = sub.add_parser("preselect", help="PreSelect: label documents by the predictive strength of a model family",
+                       description="PreSelect (Shum et al. 2025). `curate preselect label CONFIG --output DIR` computes "
+                       "each family model's bits per character on a document sample (a Beam job), the predictive "
+                       "strength of each document and balanced labels; then `curate train-scorer preselect --data DIR`.")
+    pre = p.add_subparsers(dest="preselect_command", required=True)
+    q = pre.add_parser("label", help="per-model bits per character, predictive strength, balanced labels")
+    q.add_argument("config", help="labeling config YAML (see curate/preselect/config.py)")
+    q.add_argument("--output", default=None, help="output folder; overrides the config's output")
+    q.add_argument("--validate", action="store_true", help="only check the config")
+    q.add_argument("--runner", default=None)
+    q.add_argument("--workers", type=_positive_int, default=1)
+    q.set_defaults(fn=cmd_preselect)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
         "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "
@@ -421,6 +465,20 @@ def main(argv: list[str] | None = None) -> int:
                         "checkpoint's (the changes are listed; see curate/train/config.py for which keys count)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("ablate", help="does a selector beat random? equal-token arms, proxy models, paired CIs",
+                       description=(
+        "Run an ablation spec (see samples/ablate-quickstart.yaml): per arm select exactly budget_tokens from the pool "
+        "(top by a score column, or a seeded random sample after the arm's stages), mix, train the proxy model once per "
+        "seed, evaluate held-out loss on the targets and downstream accuracy; print mean ± std per arm and the paired "
+        "difference to the baseline with a 95% t-interval; write ablate.json and ablate.png. Cached: a re-run skips "
+        "finished arms and seeds."))
+    p.add_argument("spec", help="ablation spec YAML")
+    p.add_argument("--output", required=True, help="output folder (arms, runs, ablate.json, ablate.png)")
+    p.add_argument("--runner", default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_ablate)
 
     p = sub.add_parser("fit-mixture", help="fit the CMR scaling law to small runs; print the critical mixture ratio",
                        add_help=False)

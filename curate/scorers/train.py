@@ -402,18 +402,31 @@ SETTING_RANGES = {  # name: (lowest, highest) allowed; None: no bound
 }
 RECIPE_KEYS = {"kind", "data", "text_column", "label_column", "positive", "positive_data", "negative_data",
                "output", "quantize", "where", "description"} | set(TRAIN_SETTINGS)
-POSITIVE_NAME = {"quality": "high_quality", "toxicity": "toxic"}
-NEGATIVE_NAME = {"quality": "low_quality", "toxicity": "non_toxic"}
+POSITIVE_NAME = {"quality": "high_quality", "toxicity": "toxic", "preselect": "predictive"}
+NEGATIVE_NAME = {"quality": "low_quality", "toxicity": "non_toxic", "preselect": "unpredictive"}
+# preselect: trained on the labels of `curate preselect label` (--data OUTPUT: its labels.parquet), with
+# PreSelect's settings unless given (3 epochs, lr 0.1, word bigrams)
+TRAIN_KINDS = KINDS + ("preselect",)
+PRESELECT_DEFAULTS = {"epoch": 3, "lr": 0.1, "word_ngrams": 2, "label_column": "label", "positive": "pos"}
+STAGE_OF = {"quality": "quality_classifier", "toxicity": "toxicity_classifier", "preselect": "preselect"}
+
+
+def _preselect_data(path):
+    """A `curate preselect label` output folder means its labels.parquet."""
+    if isinstance(path, str) and os.path.isdir(path) and os.path.isfile(os.path.join(path, "labels.parquet")):
+        return os.path.join(path, "labels.parquet")
+    return path
 
 
 def add_train_scorer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``curate train-scorer`` (for a subparser)."""
     parser.description = (
-        "Train a fastText classifier for the quality_classifier / toxicity_classifier stages. Either one labeled "
+        "Train a fastText classifier for the quality_classifier / toxicity_classifier / preselect stages (preselect: --data "
+        "the output folder of `curate preselect label`). Either one labeled "
         "table (--data, --text-column, --label-column, --positive) or two corpora (--positive-data, --negative-data), "
         "or a training recipe (--recipe scorers/toxicity.yaml; flags override it). A seeded, stratified part is held "
         "out; its accuracy and ROC AUC are printed and written with the settings to MODEL.json.")
-    parser.add_argument("kind", nargs="?", choices=KINDS, help="which classifier (default: the recipe's kind)")
+    parser.add_argument("kind", nargs="?", choices=TRAIN_KINDS, help="which classifier (default: the recipe's kind)")
     parser.add_argument("--recipe", help="training recipe YAML (see scorers/README.md)")
     parser.add_argument("--data", action="append", help="labeled table: csv, tsv, jsonl(.gz), parquet (repeatable, globs)")
     parser.add_argument("--text-column", help="text column (default: text)")
@@ -457,8 +470,13 @@ def resolve_config(args) -> dict:
              "output": args.output, "quantize": args.quantize}
     flags.update({k: getattr(args, k, None) for k in TRAIN_SETTINGS})
     cfg.update({k: v for k, v in flags.items() if v is not None})
-    if cfg.get("kind") not in KINDS:
-        raise ValueError(f"give the classifier kind: {' or '.join(KINDS)}")
+    if cfg.get("kind") not in TRAIN_KINDS:
+        raise ValueError(f"give the classifier kind: {', '.join(TRAIN_KINDS)}")
+    if cfg["kind"] == "preselect":
+        for k, v in PRESELECT_DEFAULTS.items():
+            cfg.setdefault(k, v)
+        if cfg.get("data"):
+            cfg["data"] = [_preselect_data(d) for d in _as_list(cfg["data"])]
     if args.data is not None:  # flags pick the data source: drop the recipe's other one
         cfg.pop("positive_data", None), cfg.pop("negative_data", None)
     elif args.positive_data is not None or args.negative_data is not None:
@@ -593,7 +611,7 @@ def train_from_config(cfg: dict, report: dict | None = None) -> dict:
     data["documents"] = {"positive": report["positive"], "negative": report["negative"]}
     sidecar = {
         "kind": kind,
-        "stage": f"{kind}_classifier",
+        "stage": STAGE_OF[kind],
         "score_column": kind,
         "labels": {"__label__pos": POSITIVE_NAME[kind], "__label__neg": NEGATIVE_NAME[kind]},
         "preprocess": {"mode": "curate", "max_chars": cfg["max_chars"]},
