@@ -431,30 +431,6 @@ def test_document_level_flags_decide_c4():
 # ------------------------------------------------------------------------------ shared analysis
 
 
-def test_one_analysis_per_batch_is_shared_and_reused_after_a_filter():
-    docs = _corpus()
-    batch = _batch(docs)
-    T._CACHE.clear()
-    a = T.analyze_batch(batch)
-    assert T.analyze_batch(S.set_column(batch, "x", pa.array(range(len(docs))))) is a  # same text array
-    out, mask, _ = apply_rule(GopherQuality(), batch)
-    kept = S.keep_rows(out, mask)
-    assert 0 < kept.num_rows < batch.num_rows
-    b = T.analyze_batch(kept)
-    assert b.parent is not None and b.parent[0] is a  # the filtered batch's words will come from the original
-    rules = (GopherQuality(min_doc_words=5), GopherRepetition(), FineWebQuality(), C4Quality())
-    got = {r.stage: {k: v.to_pylist() for k, v in r.score(kept).items()} for r in rules}
-    assert b.reused_words and b.parent is None
-    T._CACHE.clear()
-    plain = pa.RecordBatch.from_pydict({"text": kept.column("text")})  # no ids: analyzed afresh
-    assert T.analyze_batch(plain).parent is None
-    assert got == {r.stage: {k: v.to_pylist() for k, v in r.score(plain).items()} for r in rules}
-    # a batch with other texts under the same ids is not taken for a subset
-    T.analyze_batch(batch).line_words
-    other = _batch(["changed text " + t for t in docs[:5]], [f"d{i}" for i in range(5)])
-    assert T.analyze_batch(other).parent is None
-
-
 def test_empty_batches_and_odd_documents():
     for rule in (GopherQuality(), GopherRepetition(), C4Quality(), FineWebQuality(), C4Lines()):
         out, mask, _ = apply_rule(rule, _batch([]))

@@ -42,9 +42,11 @@ MODULES = {
     "c4_quality": "curate.stages.heuristics.c4",
     "c4_lines": "curate.stages.heuristics.c4",
     "fineweb_quality": "curate.stages.heuristics.fineweb",
+    "web_quality": "curate.stages.heuristics.web_quality",
     "quality_classifier": "curate.scorers.fasttext_classifier",
     "toxicity_classifier": "curate.scorers.fasttext_classifier",
     "quality_select": "curate.scorers.fasttext_classifier",
+    "preselect": "curate.scorers.preselect",
     "toxic_words": "curate.scorers.toxic_words",
     "pii_redact": "curate.scorers.pii",
 }

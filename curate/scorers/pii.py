@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
+from curate import pieces
 from curate.core.registry import register
 from curate.core.stage import Mapper, Scorer
 from curate.schema import TEXT
@@ -80,11 +81,47 @@ def _replace_counting(text: pa.Array, pattern: str, replacement: str, passes: in
 
 
 def redact(text, email: str | None = "<EMAIL>", ip: str | None = "<IP>", ipv6: bool = True):
-    """(redacted text, e-mails per document, IP addresses per document). ``None`` skips a kind."""
+    """(redacted text, e-mails per document, IP addresses per document). ``None`` skips a kind.
+
+    The batch is redacted a slice at a time (:func:`curate.pieces.plan`), and a document longer
+    than a slice a piece at a time, cut after a space or newline (no address spans one, and each
+    pattern's boundary before an address is such a character, which a piece gets as its one-space
+    prefix): the pieces' texts are joined back and their counts added."""
     if not isinstance(text, (pa.Array, pa.ChunkedArray)):
         text = pa.array(list(text), type=pa.string())
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+    text = pieces.as_string(text)
+    plan = pieces.plan(text, pieces.SLICE_BYTES, b" \n")
+    if len(plan) == 1 and plan[0][0] == "docs":
+        return _redact(text, email, ip, ipv6)
+    n = len(text)
+    n_email = np.zeros(n, dtype=np.int64)
+    n_ip = np.zeros(n, dtype=np.int64)
+    out = []
+    for entry in plan:
+        if entry[0] == "docs":
+            _, a, b = entry
+            t, e, i = _redact(text.slice(a, b - a), email, ip, ipv6)
+            n_email[a:b], n_ip[a:b] = e, i
+            out.append(t)
+            continue
+        _, d, bounds = entry
+        parts = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            t, e, i = _redact(pieces.piece(text, a, b), email, ip, ipv6)
+            n_email[d] += e[0]
+            n_ip[d] += i[0]
+            parts.append(t)
+        values = pa.concat_arrays(parts)
+        del parts
+        list_type = pa.LargeListArray if pa.types.is_large_string(values.type) else pa.ListArray
+        offsets = pa.array([0, len(values)], pa.int64() if list_type is pa.LargeListArray else pa.int32())
+        out.append(pc.binary_join(list_type.from_arrays(offsets, values), pa.scalar("", values.type)))
+        del values
+    result = pa.concat_arrays(out) if len(out) > 1 else out[0]
+    return result, n_email, n_ip
+
+
+def _redact(text: pa.Array, email, ip, ipv6):
     n = len(text)
     n_email = np.zeros(n, dtype=np.int64)
     n_ip = np.zeros(n, dtype=np.int64)
@@ -93,7 +130,7 @@ def redact(text, email: str | None = "<EMAIL>", ip: str | None = "<IP>", ipv6: b
         text, n_email = _replace_counting(text, EMAIL, rep, passes=1)
     if ip is not None:
         rep = ip.replace("\\", "\\\\")
-        text = pc.binary_join_element_wise(pa.scalar(" "), text, "")
+        text = pc.binary_join_element_wise(pa.scalar(" ", text.type), text, pa.scalar("", text.type))
         if ipv6:
             text, c6 = _replace_counting(text, IPV6_PATTERN, rf"\1{rep}\3", passes=2)
             n_ip += c6

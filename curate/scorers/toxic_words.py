@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate import pieces
 from curate.core.registry import register
 from curate.core.stage import Filter
 from curate.schema import TEXT
@@ -91,11 +92,8 @@ def compile_entries(entries: list[str]) -> dict[int, pa.Array]:
     return {n: pa.array(sorted(v), type=pa.string()) for n, v in sorted(grams.items())}
 
 
-def match_words(text, entries: dict[int, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
-    """(words matched, words) per document of ``text``."""
-    n_docs = len(text)
-    flat, doc = tokenize(text)
-    total = np.bincount(doc, minlength=n_docs)
+def _matched(flat: pa.Array, doc: np.ndarray, entries: dict[int, pa.Array]) -> np.ndarray:
+    """Per word of ``flat`` (words of the documents ``doc``): covered by a match of ``entries``."""
     m = len(flat)
     matched = np.zeros(m, dtype=bool)
     for n, values in entries.items():
@@ -107,10 +105,50 @@ def match_words(text, entries: dict[int, pa.Array]) -> tuple[np.ndarray, np.ndar
         k = m - n + 1
         grams = pc.binary_join_element_wise(*[flat.slice(j, k) for j in range(n)], " ")
         hit = pc.is_in(grams, value_set=values).to_numpy(zero_copy_only=False) & (doc[: k] == doc[n - 1:])
+        del grams
         starts = np.flatnonzero(hit)
         for j in range(n):
             matched[starts + j] = True
-    hits = np.bincount(doc[matched], minlength=n_docs)
+    return matched
+
+
+def match_words(text, entries: dict[int, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """(words matched, words) per document of ``text``.
+
+    The batch is matched a slice at a time (:func:`curate.pieces.plan`), and a document longer
+    than a slice a piece at a time, cut after a space or newline before an ASCII character (where
+    normalization, lower-casing and the tokenizer work the same on both sides); the last words of
+    a piece are carried over to the next, so that phrases across the cut match, and the words they
+    cover are counted once."""
+    if not isinstance(text, (pa.Array, pa.ChunkedArray)):
+        text = pa.array(list(text), type=pa.string())
+    text = pieces.as_string(text)
+    n_docs = len(text)
+    hits = np.zeros(n_docs, dtype=np.int64)
+    total = np.zeros(n_docs, dtype=np.int64)
+    longest = max(entries, default=1)
+    for entry in pieces.plan(text, pieces.SLICE_BYTES, b" \n", ascii_next=True):
+        if entry[0] == "docs":
+            _, a, b = entry
+            flat, doc = tokenize(text.slice(a, b - a))
+            matched = _matched(flat, doc, entries)
+            hits[a:b] = np.bincount(doc[matched], minlength=b - a)
+            total[a:b] = np.bincount(doc, minlength=b - a)
+            continue
+        _, d, bounds = entry
+        carry, carry_hit = None, np.zeros(0, dtype=bool)  # the previous piece's last words
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            flat, _ = tokenize(pieces.piece(text, a, b))
+            total[d] += len(flat)
+            k = 0 if carry is None else len(carry)
+            words = pa.concat_arrays([carry, flat.cast(carry.type)]) if k else flat
+            del flat
+            matched = _matched(words, np.zeros(len(words), dtype=np.int64), entries)
+            hits[d] += int(matched[k:].sum()) + int((matched[:k] & ~carry_hit).sum())
+            keep = min(longest - 1, len(words))
+            carry = words.take(pa.array(np.arange(len(words) - keep, len(words)), pa.int64()))
+            carry_hit = (matched | np.concatenate([carry_hit, np.zeros(len(words) - k, dtype=bool)]))[len(words) - keep :]
+            del words, matched
     return hits, total
 
 

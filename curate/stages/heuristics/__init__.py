@@ -1,2 +1,3 @@
-"""Heuristic quality rule sets (Gopher quality and repetition, C4, FineWeb). Each module registers its stages."""
-from curate.stages.heuristics import c4, fineweb, gopher_quality, gopher_repetition  # noqa: F401
+"""Heuristic quality rule sets (Gopher quality and repetition, C4, FineWeb), alone or together
+(``web_quality``). Each module registers its stages."""
+from curate.stages.heuristics import c4, fineweb, gopher_quality, gopher_repetition, web_quality  # noqa: F401

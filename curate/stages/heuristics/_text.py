@@ -19,24 +19,32 @@ the same definitions are computed for a whole record batch at once:
 * **n-grams** are rolling 64-bit hashes of the word hashes; a repeated n-gram is a repeated
   (n-1)-gram followed by one, so each size only looks at the previous size's repeats.
 
-:func:`analyze` returns the :class:`TextStats` of a text array: memoized per process on the
-array's buffers, so the rule-set stages that see the same batch (``mode: annotate``, or nothing
-dropped) share one analysis, and a batch that a filter left a subset of reuses the words of the
-original. Every view of :class:`TextStats` is computed lazily and cached on it.
+Sharing is explicit: an :class:`Analysis` is made per call (per batch) and handed to the rule
+sets (:class:`RuleSet`), which ``Analysis.run`` serves in one pass; the ``web_quality`` stage runs
+several rule sets on one analysis. Nothing is cached across calls, so concurrent bundles on a
+multi-threaded worker never see each other's analysis (only the word splitter's memo of split
+chunks, keyed by the chunk's text, is process-wide).
+
+Memory is bounded by the text analyzed at once, not by the batch or the document: a batch is
+analyzed a slice of whole documents at a time (a :class:`TextStats` per slice, views computed
+lazily and cached on it), and a document longer than a slice in pieces cut after a newline, whose
+counts add up; the statistics of such a document that are not sums (duplicate lines and
+paragraphs, n-grams, distinct words) are computed from compact data (:func:`doc_duplicates`,
+:class:`WordTable`, :func:`ngram_stats`), with the same results.
 """
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from curate import pieces
 
 # ------------------------------------------------------------------------------ character classes
 
@@ -660,20 +668,22 @@ def count_sentences(words: Words, mask: np.ndarray | None = None) -> np.ndarray:
 _SENTENCE_PUNCTUATION_LIST = pl.Series(list(SENTENCE_PUNCTUATION)).implode()
 
 
-# ------------------------------------------------------------------------------ per-batch analysis
+# ------------------------------------------------------------------------------ per-slice analysis
 
 class TextStats:
-    """Lazily computed, memoized statistics of one text array (one batch)."""
+    """Lazily computed, memoized statistics of one text array: a *slice* of a batch (whole
+    documents, or one piece of a document cut at a line break, see :class:`Analysis`). It lives for
+    one call and is never shared across calls or threads."""
 
-    def __init__(self, text: pa.Array, ids: pa.Array | None = None):
-        self.text, self.ids = text, ids
+    def __init__(self, text: pa.Array):
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        self.text = text
         self.n = len(text)
-        self.parent = None  # (TextStats, keep mask): this batch is that one after a filter
-        self.reused_words = False  # the words were taken from the parent
         self._memo: dict = {}
 
     def memo(self, key, fn):
-        """``fn()`` computed once per batch under ``key`` (rule sets add their own views this way)."""
+        """``fn()`` computed once per slice under ``key`` (rule sets add their own views this way)."""
         try:
             return self._memo[key]
         except KeyError:
@@ -686,7 +696,7 @@ class TextStats:
 
     @property
     def n_chars(self) -> np.ndarray:
-        return self.memo("n_chars", lambda: _np(pc.utf8_length(self.text)))
+        return self.memo("n_chars", lambda: _np(pc.fill_null(pc.utf8_length(self.text), 0)).astype(np.int64))
 
     def count(self, sub: str) -> np.ndarray:
         """Non-overlapping occurrences of ``sub`` per document (``str.count``)."""
@@ -696,21 +706,7 @@ class TextStats:
     def line_words(self) -> Words:
         """The words of every line of ``lines("splitlines")`` (grouped by line). Line breaks are
         whitespace, so a document's words are its lines' words, in order."""
-
-        def make():
-            if self.parent is None:
-                return tokenize(self.lines("splitlines")[1])
-            parent, keep = self.parent
-            self.parent, self.reused_words = None, True  # do not hold on to the parent batch any longer
-            line_keep = keep[parent.lines("splitlines")[0]]
-            new_index = np.cumsum(line_keep) - 1
-            words = parent.line_words
-            word_keep = line_keep[words.group]
-            out = Words(new_index[words.group[word_keep]], words.ref[word_keep], words.vocab, int(line_keep.sum()))
-            out._memo = {k: v for k, v in words._memo.items() if k[0] == "vocab"}
-            return out
-
-        return self.memo("line_words", make)
+        return self.memo("line_words", lambda: tokenize(self.lines("splitlines")[1]))
 
     @property
     def words(self) -> Words:
@@ -735,22 +731,34 @@ class TextStats:
 
         return self.memo("word_counts", make)
 
-    def distinct_words_in(self, vocabulary: tuple[str, ...]) -> np.ndarray:
-        """Per document: how many distinct words of ``vocabulary`` occur (case-sensitive)."""
-
+    def words_present(self, vocabulary: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct (document, index in ``vocabulary``) pairs of the words of ``vocabulary`` that
+        occur (case-sensitive), as two arrays."""
         vocabulary = tuple(dict.fromkeys(vocabulary))
 
         def make():
             w = self.words
             if not vocabulary:
-                return np.zeros(self.n, dtype=np.int64)
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
             which = w.per_word(("in", vocabulary), lambda v: v.replace_strict(
                 list(vocabulary), list(range(len(vocabulary))), default=-1, return_dtype=pl.Int64).to_numpy())
             hit = which >= 0
             pairs = np.unique(w.group[hit] * len(vocabulary) + which[hit])
-            return np.bincount(pairs // len(vocabulary), minlength=self.n).astype(np.int64)
+            return pairs // len(vocabulary), pairs % len(vocabulary)
 
-        return self.memo(("distinct_words_in", vocabulary), make)
+        return self.memo(("words_present", vocabulary), make)
+
+    def distinct_words_in(self, vocabulary: tuple[str, ...]) -> np.ndarray:
+        """Per document: how many distinct words of ``vocabulary`` occur (case-sensitive)."""
+        return np.bincount(self.words_present(vocabulary)[0], minlength=self.n).astype(np.int64)
+
+    def word_refs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(index of every word in the vocabulary, in order; hash and length of each vocabulary
+        entry): what the n-gram statistics of a document cut into pieces are computed from (see
+        :class:`WordTable` and :func:`ngram_stats`)."""
+        w = self.words
+        return (w.ref, w.per_vocab("hash", lambda v: v.hash(seed=7).to_numpy()),
+                w.per_vocab("length", lambda v: v.str.len_chars().to_numpy().astype(np.int64)))
 
     # ---- lines and paragraphs
 
@@ -761,56 +769,12 @@ class TextStats:
         the same without whitespace-only lines; ``newlines``: ``re.split("\\n+")``; ``paragraphs``:
         ``re.split("\\n{2,}", text.strip())``.
         """
-        return self.memo(("lines", how), lambda: self._lines(how))
-
-    def _lines(self, how: str):
-        text = self.text
-        if how == "splitlines":
-            parts = pc.split_pattern_regex(text, _ARROW_LINE_BREAKS)
-            # splitlines() yields no empty line after a final line break (and none for "")
-            ends = _np(pc.match_substring_regex(text, "(?:" + _ARROW_LINE_BREAKS + ")$")) | (self.n_chars == 0)
-        elif how in ("newline", "newline_nonblank"):
-            parts, ends = pc.split_pattern(text, "\n"), None
-        elif how == "newlines":
-            parts, ends = pc.split_pattern_regex(text, "\n+"), None
-        elif how == "paragraphs":
-            stripped = self.series.str.strip_chars(WHITESPACE).to_arrow()
-            parts, ends = pc.split_pattern_regex(stripped, "\n{2,}"), None
-        else:
-            raise ValueError(f"unknown line split {how!r}")
-        if isinstance(parts, pa.ChunkedArray):
-            parts = parts.combine_chunks()
-        doc = _np(pc.list_parent_indices(parts)).astype(np.int64)
-        lines = pl.from_arrow(parts.flatten())
-        keep = None
-        if ends is not None and ends.any():
-            offsets = _np(parts.offsets)
-            last = offsets[1:] - 1 - offsets[0]
-            keep = np.ones(len(doc), dtype=bool)
-            keep[last[ends & (offsets[1:] > offsets[:-1])]] = False
-        if how == "newline_nonblank":
-            nonblank = (lines.str.strip_chars(WHITESPACE).str.len_bytes() > 0).to_numpy()
-            keep = nonblank if keep is None else keep & nonblank
-        if keep is not None:
-            doc, lines = doc[keep], lines.filter(pl.Series(keep))
-        return doc, lines
+        return self.memo(("lines", how), lambda: _split_lines(self.text, how, self.series))
 
     def duplicates(self, how: str) -> dict[str, np.ndarray]:
         """Per document, over its lines (see :meth:`lines`): ``units`` (how many), ``dup`` (how many
         equal an earlier one of the same document) and ``dup_chars`` (their total length)."""
-
-        def make():
-            doc, lines = self.lines(how)
-            first = pl.DataFrame({"d": doc, "l": lines}).select(pl.struct("d", "l").is_first_distinct()).to_series().to_numpy()
-            dup = ~first
-            length = lines.str.len_chars().to_numpy().astype(np.float64)
-            return {
-                "units": np.bincount(doc, minlength=self.n).astype(np.int64),
-                "dup": np.bincount(doc[dup], minlength=self.n).astype(np.int64),
-                "dup_chars": np.bincount(doc[dup], weights=length[dup], minlength=self.n).astype(np.int64),
-            }
-
-        return self.memo(("duplicates", how), make)
+        return self.memo(("duplicates", how), lambda: _duplicates(*self.lines(how), self.n))
 
     # ---- word n-grams
 
@@ -823,13 +787,12 @@ class TextStats:
         def make():
             w = self.words
             m = len(w)
-            salt = np.uint64(0xC2B2AE3D27D4EB4F)
             if n == 1:
                 pos = np.arange(m)
-                key = w.hash ^ (w.group.astype(np.uint64) * salt)
+                key = w.hash ^ (w.group.astype(np.uint64) * _SALT)
             elif n == 2:  # from all word pairs (filtering by repeated words first does not pay)
                 pos = np.flatnonzero(w.group[1:] == w.group[:-1]) if m > 1 else np.zeros(0, dtype=np.int64)
-                key = (w.hash[pos] ^ (w.group[pos].astype(np.uint64) * salt)) * _MULT + w.hash[pos + 1]
+                key = (w.hash[pos] ^ (w.group[pos].astype(np.uint64) * _SALT)) * _MULT + w.hash[pos + 1]
             else:
                 prev, prev_key = self._repeated(n - 1)
                 follows = np.zeros(m + 1, dtype=bool)
@@ -889,38 +852,104 @@ class TextStats:
             f = pl.DataFrame({"k": key, "p": pos}).select(pl.col("p").min().over("k")).to_series().to_numpy()
             later = pos != f
             p, f = pos[later], f[later]
-            # The scan is sequential (a counted duplicate hides the next n-1 positions, which
-            # changes what later positions see), so it runs in Python, but only over the positions
-            # whose n-gram occurred before, which are few outside of repetitive documents.
-            _dup_scan(self.words.group[p].tolist(), p.tolist(), f.tolist(), self._ngram_chars(p, n).tolist(), n, out)
+            scan = _DupScan(len(self.words), n)
+            scan.feed(self.words.group[p], p, f, self._ngram_chars(p, n))
+            for d, t in scan.totals.items():
+                out[d] = t
             return out
 
         return self.memo(("dup_ngram", n), make)
 
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
+_SALT = np.uint64(0xC2B2AE3D27D4EB4F)
+_M64 = (1 << 64) - 1
 
 
-def _dup_scan(docs, pos, first, lengths, n, out):
-    cur, skip_until, starts, ends, seen, total = -1, -1, [], [], set(), 0
-    for d, c, f, length in zip(docs, pos, first, lengths):
-        if d != cur:
-            if cur >= 0:
-                out[cur] = total
-            cur, skip_until, starts, ends, seen, total = d, -1, [], [], set(), 0
-        if c < skip_until:
-            continue  # jumped over
-        i = bisect.bisect_right(starts, f) - 1
-        first_jumped = i >= 0 and f < ends[i]
-        if not first_jumped or f in seen:
-            total += length
-            starts.append(c + 1)
-            ends.append(c + n)
-            skip_until = c + n
-        else:
-            seen.add(f)  # its first occurrence was jumped over: this one is new
-    if cur >= 0:
-        out[cur] = total
+def _split_lines(text: pa.Array, how: str, series: pl.Series | None = None) -> tuple[np.ndarray, pl.Series]:
+    """(document index, line) for every line of every text of ``text`` (see :meth:`TextStats.lines`)."""
+    if how == "splitlines":
+        parts = pc.split_pattern_regex(text, _ARROW_LINE_BREAKS)
+        # splitlines() yields no empty line after a final line break (and none for "")
+        ends = _np(pc.match_substring_regex(text, "(?:" + _ARROW_LINE_BREAKS + ")$")) | (_np(pc.fill_null(pc.binary_length(text), 0)) == 0)
+    elif how in ("newline", "newline_nonblank"):
+        parts, ends = pc.split_pattern(text, "\n"), None
+    elif how == "newlines":
+        parts, ends = pc.split_pattern_regex(text, "\n+"), None
+    elif how == "paragraphs":
+        if series is None:
+            series = pl.from_arrow(text).fill_null("")
+        stripped = series.str.strip_chars(WHITESPACE).to_arrow()
+        parts, ends = pc.split_pattern_regex(stripped, "\n{2,}"), None
+        del stripped
+    else:
+        raise ValueError(f"unknown line split {how!r}")
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    doc = _np(pc.list_parent_indices(parts)).astype(np.int64)
+    lines = pl.from_arrow(parts.flatten())
+    keep = None
+    if ends is not None and ends.any():
+        offsets = _np(parts.offsets)
+        last = offsets[1:] - 1 - offsets[0]
+        keep = np.ones(len(doc), dtype=bool)
+        keep[last[ends & (offsets[1:] > offsets[:-1])]] = False
+    del parts
+    if how == "newline_nonblank":
+        nonblank = (lines.str.strip_chars(WHITESPACE).str.len_bytes() > 0).to_numpy()
+        keep = nonblank if keep is None else keep & nonblank
+    if keep is not None:
+        doc, lines = doc[keep], lines.filter(pl.Series(keep))
+    return doc, lines
+
+
+def _duplicates(doc: np.ndarray, lines: pl.Series, n: int) -> dict[str, np.ndarray]:
+    first = pl.DataFrame({"d": doc, "l": lines}).select(pl.struct("d", "l").is_first_distinct()).to_series().to_numpy()
+    dup = ~first
+    length = lines.filter(pl.Series(dup)).str.len_chars().to_numpy().astype(np.float64)
+    return {
+        "units": np.bincount(doc, minlength=n).astype(np.int64),
+        "dup": np.bincount(doc[dup], minlength=n).astype(np.int64),
+        "dup_chars": np.bincount(doc[dup], weights=length, minlength=n).astype(np.int64),
+    }
+
+
+_SCAN_CHUNK = 1 << 16
+
+
+class _DupScan:
+    """The Gopher duplicate n-gram scan, fed the positions (ascending word positions below ``m``)
+    whose n-gram occurred before, with the position of its first occurrence, in order and in as
+    many calls as convenient; ``totals``: the counted characters per document.
+
+    The scan is sequential (a counted duplicate hides the next n-1 positions, which changes what
+    later positions see), so it runs in Python, but only over these positions, which are few
+    outside of repetitive documents, a chunk at a time (no Python list of all of them), with two
+    byte masks over the word positions: ``jumped`` (hidden by a counted duplicate) and ``kept`` (a
+    first occurrence that was jumped over while a later occurrence of its n-gram was remembered)."""
+
+    def __init__(self, m: int, n: int):
+        self.n = n
+        self.jumped, self.kept = bytearray(m + n), bytearray(m + n)
+        self.mark = b"\x01" * (n - 1)
+        self.skip_until = -1
+        self.totals: dict[int, int] = {}
+
+    def feed(self, docs, pos, first, lengths):
+        jumped, kept, mark, n, totals = self.jumped, self.kept, self.mark, self.n, self.totals
+        skip_until = self.skip_until
+        for a in range(0, len(pos), _SCAN_CHUNK):
+            b = a + _SCAN_CHUNK
+            for d, c, f, length in zip(docs[a:b].tolist(), pos[a:b].tolist(), first[a:b].tolist(), lengths[a:b].tolist()):
+                if c < skip_until:
+                    continue  # jumped over
+                if not jumped[f] or kept[f]:
+                    totals[d] = totals.get(d, 0) + length
+                    jumped[c + 1 : c + n] = mark
+                    skip_until = c + n
+                else:
+                    kept[f] = 1  # its first occurrence was jumped over: this one is new
+        self.skip_until = skip_until
 
 
 def _np(arr) -> np.ndarray:
@@ -929,58 +958,496 @@ def _np(arr) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
 
 
-# ------------------------------------------------------------------------------------ the cache
+# -------------------------------------------------------------- n-grams of a document cut into pieces
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 3  # batches whose analysis is kept
-_CACHE_BYTES = 96 << 20  # ... as long as their text stays under this (the latest one is always kept)
+class WordTable:
+    """The words of a document cut into pieces, as int32 ids into a table of distinct word hashes
+    (with their lengths): 4 bytes per word instead of a hash and a length. Words are told apart by
+    their 64-bit hash, as the n-gram keys do."""
+
+    def __init__(self):
+        self.hash = np.zeros(0, dtype=np.uint64)  # by id
+        self.length = np.zeros(0, dtype=np.int32)  # by id
+        self._sorted = np.zeros(0, dtype=np.uint64)  # the hashes, sorted
+        self._sorted_id = np.zeros(0, dtype=np.int32)
+        self._ids: list[np.ndarray] = []
+
+    def add(self, ref: np.ndarray, vocab_hash: np.ndarray, vocab_length: np.ndarray):
+        """Append the words of a piece (see :meth:`TextStats.word_refs`)."""
+        uh, first, inv = np.unique(vocab_hash, return_index=True, return_inverse=True)
+        at = np.searchsorted(self._sorted, uh)
+        found = at < len(self._sorted)
+        found[found] = self._sorted[at[found]] == uh[found]
+        ids = np.empty(len(uh), dtype=np.int32)
+        ids[found] = self._sorted_id[at[found]]
+        new = np.flatnonzero(~found)
+        if len(new):
+            ids[new] = np.arange(len(self.hash), len(self.hash) + len(new), dtype=np.int32)
+            self.hash = np.concatenate((self.hash, uh[new]))
+            self.length = np.concatenate((self.length, vocab_length[first[new]].astype(np.int32)))
+            order = np.argsort(self.hash, kind="stable")
+            self._sorted, self._sorted_id = self.hash[order], order.astype(np.int32)
+        self._ids.append(ids[inv.reshape(-1)[ref]])
+
+    def ids(self) -> np.ndarray:
+        """The id of every word, in order (the pieces' arrays are released as they are copied)."""
+        return _concat_freeing(self._ids, np.int32)
 
 
-def analyze(text, ids=None) -> TextStats:
-    """The :class:`TextStats` of a text array, shared by every stage that sees the same array.
+_PART = 1 << 20  # n-grams grouped at once (memory: about 50 bytes each)
+_CHUNK = 1 << 22  # word positions looked at once
+_MIX = np.uint64(0xD6E8FEB86659FD93)
 
-    Keyed by the array's buffers (addresses, offset, length); the entry holds the array, so the
-    buffers cannot be freed and reused by another batch while it is cached. When ``ids`` (the
-    batch's document ids) are given and the batch is what is left of a cached batch after a
-    filter dropped some documents (same ids in the same order, same texts), its words are taken
-    from the cached batch instead of being split again.
+
+def _candidates(m: int, n: int, rep_prev):
+    """Ascending chunks of the word positions where an n-gram may be repeated: every n-gram for
+    n <= 2, else those where the (n-1)-grams at p and p+1 are both repeated."""
+    last = m - n + 1  # n-grams start below this
+    for a in range(0, max(last, 0), _CHUNK):
+        b = min(a + _CHUNK, last)
+        if rep_prev is None:
+            yield np.arange(a, b, dtype=np.int64)
+        else:
+            yield np.flatnonzero(rep_prev[a:b] & rep_prev[a + 1 : b + 1]) + a
+
+
+def _ngram_keys(ids: np.ndarray, hv: np.ndarray, pos: np.ndarray, n: int, salt: np.uint64) -> np.ndarray:
+    """The keys of :meth:`TextStats._repeated` (rolling hashes of the word hashes ``hv[ids]``)."""
+    key = hv[ids[pos]] ^ salt
+    for j in range(1, n):
+        key *= _MULT
+        key += hv[ids[pos + j]]
+    return key
+
+
+def _top_bits(x: np.ndarray, bits: int) -> np.ndarray:
+    return (x * _MIX) >> np.uint64(64 - bits)
+
+
+def _groups(ids: np.ndarray, hv: np.ndarray, m: int, n: int, rep_prev, salt):
+    """(positions, keys) of the candidate n-grams, in groups of about ``_PART`` that hold every
+    occurrence of their n-grams: grouped by their first word's hash (a byte per word position
+    says which group), and a group that is still too large (a frequent first word) by the n-gram
+    keys, whose keys are then computed again per part."""
+    if rep_prev is None:
+        n_cand = max(m - n + 1, 0)
+    else:
+        n_cand = sum(len(c) for c in _candidates(m, n, rep_prev))
+    bits = min(int(np.ceil(np.log2(n_cand / _PART))), 15) if n_cand > _PART else 0
+    if bits:
+        label = np.full(m, (1 << 16) - 1 if bits > 7 else 255, dtype=np.uint16 if bits > 7 else np.uint8)
+        for c in _candidates(m, n, rep_prev):
+            label[c] = _top_bits(hv[ids[c]], bits)
+    for part in range(1 << bits):
+        if bits:
+            pos = np.concatenate([np.flatnonzero(label[a : a + _CHUNK] == part) + a for a in range(0, m, _CHUNK)])
+        else:
+            pos = np.concatenate(list(_candidates(m, n, rep_prev)) or [np.zeros(0, np.int64)])
+        if len(pos) <= _PART + _PART // 2:
+            if len(pos):
+                yield pos, _ngram_keys(ids, hv, pos, n, salt)
+            continue
+        sub = int(np.ceil(np.log2(len(pos) / _PART)))
+        for k in range(1 << sub):
+            key = _ngram_keys(ids, hv, pos, n, salt)
+            sel = np.flatnonzero(_top_bits(key, sub) == np.uint64(k))
+            if len(sel):
+                yield pos[sel], key[sel]
+            del key, sel
+
+
+def ngram_stats(ids: np.ndarray, hv: np.ndarray, lv: np.ndarray, group: int, top, dup) -> tuple[dict, dict]:
+    """({n: top n-gram characters}, {n: duplicate n-gram characters}) of one document from its
+    words (``ids`` into a :class:`WordTable` of hashes ``hv`` and lengths ``lv``): the values of
+    :meth:`TextStats.top_ngram_chars` and :meth:`TextStats.dup_ngram_chars` (same keys, same
+    rules), for a document too large to analyze at once (``group``: its index in the batch, which
+    salts the keys).
+
+    Memory: the ids, a bit and an int32 per word, and about ``_PART`` n-grams at a time (see
+    :func:`_groups`); equal keys are found by sorting."""
+    m = len(ids)
+    top, dup = sorted(set(top)), sorted(set(dup))
+    top_out, dup_out = {n: 0 for n in top}, {n: 0 for n in dup}
+    want = set(top) | set(dup)
+    if not want or m == 0:
+        return top_out, dup_out
+    salt = np.uint64((group * int(_SALT)) & _M64)
+    rep_prev = None
+    for n in range(1 if 1 in want else 2, max(want) + 1):
+        if n > m:
+            break
+        rep = np.zeros(m + 1, dtype=bool) if (2 <= n < max(want)) else None
+        first = np.full(m, -1, dtype=np.int32) if n in dup else None
+        best = None  # (count, -position) of the most frequent n-gram
+        for pos, key in _groups(ids, hv, m, n, rep_prev, salt):
+            order = np.argsort(key)
+            ks = key[order]
+            del key
+            ps = pos[order]
+            del pos, order
+            head = np.empty(len(ks), dtype=bool)
+            head[0] = True
+            np.not_equal(ks[1:], ks[:-1], out=head[1:])
+            del ks
+            starts = np.flatnonzero(head)
+            counts = np.diff(np.append(starts, len(ps)))
+            multi = np.flatnonzero(counts >= 2)
+            if not len(multi):
+                continue
+            earliest = np.minimum.reduceat(ps, starts)  # of each n-gram
+            if n in top_out:
+                c, p = counts[multi], earliest[multi]
+                i = np.lexsort((p, -c))[0]
+                if best is None or (int(c[i]), -int(p[i])) > best:
+                    best = (int(c[i]), -int(p[i]))
+            if rep is not None or first is not None:
+                run = np.cumsum(head, dtype=np.int32) - 1
+                repeated = counts[run] >= 2
+                if rep is not None:
+                    rep[ps[repeated]] = True
+                if first is not None:
+                    first[ps[repeated]] = earliest[run[repeated]]
+                del run, repeated
+            del ps, head, starts, counts, earliest
+        if n in top_out:
+            if best is not None:
+                p = -best[1]
+                top_out[n] = best[0] * (int(lv[ids[p : p + n]].sum()) + n - 1)
+            else:
+                top_out[n] = int(lv[ids[:n]].sum()) + n - 1
+        if first is not None:
+            scan = _DupScan(m, n)
+            for a in range(0, m, _SCAN_CHUNK * 16):
+                p = np.flatnonzero(first[a : a + _SCAN_CHUNK * 16] >= 0) + a
+                f = first[p].astype(np.int64)
+                later = p != f
+                p, f = p[later], f[later]
+                if len(p):
+                    chars = lv[ids[p]].astype(np.int64)
+                    for j in range(1, n):
+                        chars += lv[ids[p + j]]
+                    scan.feed(np.zeros(len(p), dtype=np.int64), p, f, chars)
+            dup_out[n] = scan.totals.get(0, 0)
+            del first, scan
+        rep_prev = rep
+        pieces.release_memory()
+    return top_out, dup_out
+
+
+# ------------------------------------------------------------------------------------- the analysis
+
+#: Text analyzed at once: a batch is analyzed in slices of whole documents of about this size, and
+#: a longer document in pieces of about ``PIECE_BYTES`` cut after a line break (see :class:`Analysis`).
+SLICE_BYTES = pieces.SLICE_BYTES
+PIECE_BYTES = 1 << 20
+
+
+class RuleSet:
+    """What a heuristic rule set measures, in three parts, so that one :class:`Analysis` serves
+    several rule sets in one pass over a batch (the ``web_quality`` stage) and bounds its memory:
+
+    * :meth:`needs`: the per-document statistics that are not sums over lines or words (duplicate
+      lines, n-grams, distinct words), as keys for :class:`Measures`;
+    * :meth:`slice_sums`: per text of a :class:`TextStats` slice, the counts that add up over the
+      pieces of a document (words, lines of a kind, characters...);
+    * :meth:`columns`: the score columns, from the summed counts and the :class:`Measures`.
     """
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    key = (str(text.type), text.offset, len(text)) + tuple(b.address if b is not None else 0 for b in text.buffers())
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-        candidates = list(reversed(_CACHE.values()))
-    stats = TextStats(text, ids)
-    if ids is not None and len(text):
-        stats.parent = _find_parent(stats, candidates)
-    with _LOCK:
-        _CACHE[key] = stats
-        size = sum(s.text.nbytes for s in _CACHE.values())
-        while len(_CACHE) > 1 and (len(_CACHE) > _CACHE_SIZE or size > _CACHE_BYTES):
-            size -= _CACHE.popitem(last=False)[1].text.nbytes
-    return stats
+
+    def needs(self) -> list[tuple]:
+        return []
+
+    def slice_sums(self, st: TextStats) -> dict[str, np.ndarray]:
+        return {}
+
+    def columns(self, sums: dict[str, np.ndarray], m: "Measures") -> dict[str, pa.Array]:
+        raise NotImplementedError
+
+    def score(self, batch: pa.RecordBatch, analysis: "Analysis | None" = None) -> dict[str, pa.Array]:
+        """The score columns of ``batch``; ``analysis``: an :class:`Analysis` of the batch to use
+        (one is made for this call otherwise)."""
+        return (analysis if analysis is not None else Analysis.of(batch)).run([self])[0]
 
 
-def _find_parent(stats: TextStats, candidates: list[TextStats]):
-    """(cached stats, keep mask) of which ``stats``' batch is a filtered subset, or None."""
-    new_ids = pl.from_arrow(stats.ids)
-    for old in candidates:
-        if old.ids is None or old.n <= stats.n or "line_words" not in old._memo:
-            continue
-        old_ids = pl.from_arrow(old.ids)
-        keep = old_ids.is_in(new_ids.implode()).fill_null(False).to_numpy()
-        if keep.sum() != stats.n or not old_ids.filter(pl.Series(keep)).equals(new_ids):
-            continue
-        if not pc.all(pc.equal(old.text.filter(pa.array(keep)), stats.text)).as_py():
-            continue
-        return old, keep
-    return None
+class Measures:
+    """The per-document statistics named by :meth:`RuleSet.needs`, and the character counts."""
+
+    def __init__(self, n: int, n_chars: np.ndarray):
+        self.n, self.n_chars = n, n_chars
+        self._v: dict = {}
+
+    def _put(self, need, where, value):
+        if need[0] == "duplicates":
+            slot = self._v.setdefault(need, {k: np.zeros(self.n, dtype=np.int64) for k in ("units", "dup", "dup_chars")})
+            for k in slot:
+                slot[k][where] = value[k]
+        else:
+            self._v.setdefault(need, np.zeros(self.n, dtype=np.int64))[where] = value
+
+    def duplicates(self, how: str) -> dict[str, np.ndarray]:
+        return self._v[("duplicates", how)]
+
+    def top_ngram_chars(self, n: int) -> np.ndarray:
+        return self._v[("top_ngram", n)]
+
+    def dup_ngram_chars(self, n: int) -> np.ndarray:
+        return self._v[("dup_ngram", n)]
+
+    def distinct_words_in(self, vocabulary) -> np.ndarray:
+        return self._v[("distinct_words", tuple(dict.fromkeys(vocabulary)))]
+
+
+def _measure(st: TextStats, need):
+    kind = need[0]
+    if kind == "duplicates":
+        return st.duplicates(need[1])
+    if kind == "top_ngram":
+        return st.top_ngram_chars(need[1])
+    if kind == "dup_ngram":
+        return st.dup_ngram_chars(need[1])
+    if kind == "distinct_words":
+        return st.distinct_words_in(need[1])
+    raise ValueError(f"unknown measure {need!r}")
+
+
+def _add(sums: dict, values: dict, where, n: int):
+    for k, v in values.items():
+        v = np.asarray(v)
+        acc = sums.get(k)
+        if acc is None:
+            acc = sums[k] = np.zeros(n, dtype=np.float64 if v.dtype.kind == "f" else np.int64)
+        if isinstance(where, slice):
+            acc[where] += v
+        else:
+            acc[where] += v.sum()
+
+
+_BLANK_RE = "^[" + _class(WHITESPACE) + "]*$"
+
+
+def doc_duplicates(doc: pa.Array, how: str) -> dict[str, int]:
+    """:meth:`TextStats.duplicates` of a one-document array (``units``, ``dup``, ``dup_chars``),
+    without copying its text: the units are byte ranges of the data buffer (found with numpy),
+    compared by their 128-bit XXH3 hashes, measured by Arrow over a zero-copy array. For a
+    document cut into pieces (lines and paragraphs may span the cuts)."""
+    from curate.schema import hash_spans128
+
+    off, data = pieces.offsets(doc)
+    s, e = int(off[0]), int(off[1])
+    if how == "paragraphs":
+        s, e = _strip_bounds(data, s, e)
+    nl = np.concatenate([np.flatnonzero(data[a : min(e, a + (1 << 24))] == 10) + a for a in range(s, e, 1 << 24)] or [np.zeros(0, np.int64)])
+    if how in ("newline", "newline_nonblank"):
+        sep_start, sep_end = nl, nl + 1
+    elif how in ("newlines", "paragraphs"):
+        if len(nl):
+            brk = np.flatnonzero(np.diff(nl) != 1)
+            sep_start = nl[np.concatenate(([0], brk + 1))]
+            sep_end = nl[np.concatenate((brk, [len(nl) - 1]))] + 1
+            if how == "paragraphs":
+                long = sep_end - sep_start >= 2
+                sep_start, sep_end = sep_start[long], sep_end[long]
+        else:
+            sep_start = sep_end = nl
+    else:
+        raise ValueError(f"unknown line split {how!r}")
+    del nl
+    start = np.concatenate(([s], sep_end)).astype(np.int64)
+    length = np.concatenate((sep_start, [e])).astype(np.int64) - start
+    # the units with their separators: contiguous, so one zero-copy Arrow array holds them
+    values = pa.Array.from_buffers(pa.large_string(), len(start), [None, pa.py_buffer(np.concatenate((start, [e]))), doc.buffers()[2]])
+    chars = _np(pc.utf8_length(values)) - np.concatenate((sep_end - sep_start, [0]))
+    if how == "newline_nonblank":
+        keep = ~_np(pc.match_substring_regex(values, _BLANK_RE))
+        start, length, chars = start[keep], length[keep], chars[keep]
+    del values
+    units = len(start)
+    if not units:
+        return {"units": 0, "dup": 0, "dup_chars": 0}
+    hashes = hash_spans128(data, start, length)
+    order = np.lexsort((hashes[:, 1], hashes[:, 0]))  # stable: equal units in document order
+    hs = hashes[order]
+    head = np.ones(units, dtype=bool)
+    head[1:] = (hs[1:] != hs[:-1]).any(axis=1)
+    dup = np.zeros(units, dtype=bool)
+    dup[order[~head]] = True
+    return {"units": units, "dup": int(dup.sum()), "dup_chars": int(chars[dup].sum())}
+
+
+def _strip_bounds(data: np.ndarray, s: int, e: int) -> tuple[int, int]:
+    """The byte range of ``data[s:e]`` (UTF-8) without its leading and trailing ``WHITESPACE``."""
+    a = s
+    while a < e:
+        txt = bytes(data[a : min(e, a + (1 << 16))]).decode("utf-8", "ignore")  # a cut character is left for later
+        rest = txt.lstrip(WHITESPACE)
+        if rest:
+            a += len(txt[: len(txt) - len(rest)].encode())
+            break
+        a += len(txt.encode())
+    else:
+        return s, s
+    b = e
+    while b > a:
+        lo = max(a, b - (1 << 16))
+        while lo > a and (data[lo] & 0xC0) == 0x80:
+            lo -= 1  # start at a character
+        txt = bytes(data[lo:b]).decode("utf-8")
+        rest = txt.rstrip(WHITESPACE)
+        if rest:
+            b -= len(txt[len(rest):].encode())
+            break
+        b = lo
+    return a, b
+
+
+def _concat_freeing(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """``np.concatenate(parts)``, emptying ``parts`` as it goes (the memory stays about the total)."""
+    out = np.empty(sum(len(p) for p in parts), dtype=dtype)
+    at = 0
+    parts.reverse()
+    while parts:
+        p = parts.pop()
+        out[at : at + len(p)] = p
+        at += len(p)
+        del p
+    return out
+
+
+class Analysis:
+    """The statistics the heuristic rule sets need, for one batch of texts.
+
+    Made for one call (``Analysis.of(batch)``) and handed to the rule sets explicitly:
+    ``analysis.run([rule_set, ...])`` gives each rule set's score columns from one pass over the
+    batch, so rule sets that run together (the ``web_quality`` stage) split the text into lines and
+    words once; ``rule_set.score(batch, analysis)`` does the same for one rule set. Nothing is kept
+    across calls: two batches, or two threads, never see each other's analysis.
+
+    The batch is analyzed a *slice* at a time (a :class:`TextStats` of consecutive whole documents
+    of about :data:`SLICE_BYTES` together), so the memory of the word and line arrays is bounded by
+    the slice, not the batch. A longer document is cut into pieces of about :data:`PIECE_BYTES`
+    right after a newline (no line, word or "..." spans a cut); the counts that are sums over lines
+    or words add up over its pieces; its duplicate lines and paragraphs are found on the whole
+    document without copying it (:func:`doc_duplicates`: byte ranges compared by 128-bit hashes),
+    its distinct stop words are the union of its pieces', and its n-gram statistics come from one
+    int32 word id per word (:class:`WordTable`, :func:`ngram_stats`). The results are the same as
+    for the document analyzed at once (tests cut documents into pieces of a few bytes to check).
+    """
+
+    def __init__(self, text, slice_bytes: int | None = None, piece_bytes: int | None = None):
+        self.text = pieces.as_string(text)
+        self.n = len(self.text)
+        self.slice_bytes = SLICE_BYTES if slice_bytes is None else max(1, int(slice_bytes))
+        self.piece_bytes = min(self.slice_bytes, PIECE_BYTES) if piece_bytes is None else max(1, int(piece_bytes))
+        self._plan = None
+        self._whole: TextStats | None = None  # a batch analyzed in one slice: kept for later runs
+
+    @classmethod
+    def of(cls, batch: pa.RecordBatch, slice_bytes: int | None = None, piece_bytes: int | None = None) -> "Analysis":
+        from curate.schema import TEXT
+
+        return cls(batch.column(TEXT), slice_bytes, piece_bytes)
+
+    @property
+    def n_chars(self) -> np.ndarray:
+        return _np(pc.fill_null(pc.utf8_length(self.text), 0)).astype(np.int64)
+
+    def plan(self) -> list[tuple]:
+        """The slices (:func:`curate.pieces.plan`; a long document is cut after a newline)."""
+        if self._plan is None:
+            self._plan = pieces.plan(self.text, self.slice_bytes, b"\n", piece_size=self.piece_bytes)
+        return self._plan
+
+    def _piece(self, a: int, b: int) -> pa.Array:
+        return pieces.piece(self.text, a, b)
+
+    def _slice_stats(self, a: int, b: int) -> TextStats:
+        if a == 0 and b == self.n:
+            if self._whole is None:
+                self._whole = TextStats(self.text)
+            return self._whole
+        return TextStats(self.text.slice(a, b - a))
+
+    # ---- measuring
+
+    def run(self, rule_sets) -> list[dict[str, pa.Array]]:
+        """The score columns of each of ``rule_sets`` (:class:`RuleSet`), in one pass over the batch."""
+        rule_sets = list(rule_sets)
+        needs = list(dict.fromkeys(need for rs in rule_sets for need in rs.needs()))
+        n = self.n
+        sums = [{} for _ in rule_sets]
+        measures = Measures(n, self.n_chars)
+        plan = self.plan()
+        # duplicate lines of documents cut into pieces: on the whole document, first (nothing else is held)
+        for kind, d, bounds in (e for e in plan if e[0] == "pieces"):
+            for need in needs:
+                if need[0] == "duplicates":
+                    measures._put(need, d, doc_duplicates(self._piece(bounds[0], bounds[-1]), need[1]))
+                    pieces.release_memory()
+        for entry in plan:
+            if entry[0] == "docs":
+                _, a, b = entry
+                st = self._slice_stats(a, b)
+                for s, rs in zip(sums, rule_sets):
+                    _add(s, rs.slice_sums(st), slice(a, b), n)
+                for need in needs:
+                    measures._put(need, slice(a, b), _measure(st, need))
+                del st
+            else:
+                self._run_pieces(entry[1], entry[2], rule_sets, needs, sums, measures)
+        return [rs.columns(s, measures) for s, rs in zip(sums, rule_sets)]
+
+    def _run_pieces(self, d, bounds, rule_sets, needs, sums, measures):
+        """Sums and measures of document ``d``, cut at ``bounds``."""
+        n = self.n
+        top = [need[1] for need in needs if need[0] == "top_ngram"]
+        dup = [need[1] for need in needs if need[0] == "dup_ngram"]
+        vocabularies = [need for need in needs if need[0] == "distinct_words"]
+        table, present = WordTable(), {need: [] for need in vocabularies}
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            st = TextStats(self._piece(a, b))
+            for s, rs in zip(sums, rule_sets):
+                _add(s, rs.slice_sums(st), d, n)
+            if top or dup:
+                table.add(*st.word_refs())
+            for need in vocabularies:
+                present[need].append(st.words_present(need[1])[1])
+            del st
+        for need in vocabularies:
+            measures._put(need, d, len(np.unique(np.concatenate(present[need]))) if present[need] else 0)
+        pieces.release_memory()
+        if top or dup:
+            ids = table.ids()
+            top_chars, dup_chars = ngram_stats(ids, table.hash, table.length, d, top, dup)
+            del ids, table
+            pieces.release_memory()
+            for k, v in top_chars.items():
+                measures._put(("top_ngram", k), d, v)
+            for k, v in dup_chars.items():
+                measures._put(("dup_ngram", k), d, v)
+
+    def join_rows(self, fn, sep: str = "\n") -> pa.Array:
+        """Per document, the text ``fn`` makes of it: ``fn(st)`` gives, for each text of a slice, a
+        string and whether it counts (a large_string array and a bool array); a document cut into
+        pieces gets the strings of its pieces that count, joined with ``sep``."""
+        out = []
+        for entry in self.plan():
+            if entry[0] == "docs":
+                texts, _ = fn(self._slice_stats(entry[1], entry[2]))
+                out.append(texts)
+                continue
+            _, d, bounds = entry
+            parts = []
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                texts, counts = fn(TextStats(self._piece(a, b)))
+                if counts[0]:
+                    parts.append(texts.slice(0, 1))
+            values = pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
+            del parts
+            lists = pa.LargeListArray.from_arrays(pa.array([0, len(values)], pa.int64()), values)
+            out.append(pc.binary_join(lists, pa.scalar(sep, pa.large_string())))
+            del values, lists
+        if not out:
+            return pa.array([], pa.large_string())
+        return pa.concat_arrays(out) if len(out) > 1 else out[0]
 
 
 # --------------------------------------------------------------------------------- rule helpers
@@ -1022,11 +1489,3 @@ def below(values: np.ndarray, threshold) -> np.ndarray | None:
 def above(values: np.ndarray, threshold) -> np.ndarray | None:
     """Failed mask of a maximum (None: the check is off)."""
     return None if threshold is None else values > threshold
-
-
-def analyze_batch(batch: pa.RecordBatch) -> TextStats:
-    """:func:`analyze` of a batch's text, with its ids when it has an ``id`` column."""
-    from curate.schema import ID, TEXT
-
-    names = batch.schema.names
-    return analyze(batch.column(TEXT), batch.column(ID) if ID in names else None)

@@ -35,7 +35,9 @@ import pyarrow.compute as pc
 from curate.core.registry import register
 from curate.core.stage import Filter, Mapper
 from curate.schema import TEXT
-from curate.stages.heuristics._text import CHUNK_RE, WHITESPACE, analyze_batch, column, count_sentences, first_failure, scores_np, sentence_counts
+from curate.stages.heuristics._text import (
+    CHUNK_RE, WHITESPACE, Analysis, RuleSet, column, count_sentences, first_failure, scores_np, sentence_counts,
+)
 
 CITATION_RE = r"\[\d*\]|\[edit\]|\[citation needed\]"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -57,11 +59,11 @@ class C4LineRules:
         return (self.remove_citations, self.filter_no_terminal_punct, self.min_words_per_line, self.max_word_length,
                 self.filter_javascript, self.filter_policy)
 
-    def line_analysis(self, batch) -> dict:
-        """Per line of every document (``str.splitlines``): document index, cleaned line, and masks
-        ``candidate`` (passes the punctuation / length / word-count rules: the lines C4 checks for
-        lorem ipsum and curly brackets), ``kept`` (also passes the javascript and policy rules)."""
-        st = analyze_batch(batch)
+    def line_analysis(self, st) -> dict:
+        """Per line of every text of the slice ``st`` (``str.splitlines``): text index, cleaned
+        line, and masks ``candidate`` (passes the punctuation / length / word-count rules: the lines
+        C4 checks for lorem ipsum and curly brackets), ``kept`` (also passes the javascript and
+        policy rules)."""
         return st.memo(("c4_lines",) + self._line_params(), lambda: self._analyze(st))
 
     def _analyze(self, st) -> dict:
@@ -92,13 +94,13 @@ class C4LineRules:
             kept &= ~line.str.contains("(?i)" + "|".join(POLICY_SUBSTRINGS)).to_numpy()
         return {"doc": doc, "line": line, "candidate": ok, "kept": kept, "cited": cited, "n": st.n}
 
-    def sentences(self, batch, a: dict) -> np.ndarray:
+    def sentences(self, st, a: dict) -> np.ndarray:
         """Sentences per line (0 for the lines not kept)."""
         kept, cited = a["kept"], a["cited"]
         out = np.zeros(len(kept), dtype=np.int64)
-        # a line's words do not change when it is stripped: reuse the batch's words of the lines
+        # a line's words do not change when it is stripped: reuse the slice's words of the lines
         # that lost no citation, tokenize the others again
-        line_words = analyze_batch(batch).line_words
+        line_words = st.line_words
         out += count_sentences(line_words, (kept & ~cited)[line_words.group])
         redo = np.flatnonzero(kept & cited)
         if len(redo):
@@ -113,22 +115,29 @@ class C4Lines(C4LineRules, Mapper):
 
     stage = "c4_lines"
 
-    def map(self, batch):
-        a = self.line_analysis(batch)
+    def map(self, batch, analysis: Analysis | None = None):
+        a = analysis if analysis is not None else Analysis.of(batch)
+        joined = a.join_rows(self._joined)
+        out = pc.utf8_trim(joined, WHITESPACE)
+        del joined
+        return out.cast(batch.column(TEXT).type)
+
+    def _joined(self, st):
+        """Per text of the slice: its kept lines joined with newlines, and how many there are."""
+        a = self.line_analysis(st)
         kept = a["kept"]
         counts = np.bincount(a["doc"][kept], minlength=a["n"])
         offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         lines = a["line"].filter(pl.Series(kept)).to_arrow()
         if isinstance(lines, pa.ChunkedArray):
             lines = lines.combine_chunks()
-        joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets), lines.cast(pa.large_string())), pa.scalar("\n", pa.large_string()))
-        out = pl.from_arrow(joined).str.strip_chars(WHITESPACE).to_arrow()
-        return (out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out).cast(batch.column(TEXT).type)
+        lists = pa.LargeListArray.from_arrays(pa.array(offsets), lines.cast(pa.large_string()))
+        return pc.binary_join(lists, pa.scalar("\n", pa.large_string())), counts
 
 
 @register
 @dataclass(kw_only=True)
-class C4Quality(C4LineRules, Filter):
+class C4Quality(C4LineRules, RuleSet, Filter):
     """C4 document rules: lorem ipsum, curly brackets, too few sentences (on the lines that pass C4's line rules)."""
 
     stage = "c4_quality"
@@ -137,19 +146,27 @@ class C4Quality(C4LineRules, Filter):
     filter_lorem_ipsum: bool = True
     filter_curly_bracket: bool = True
 
-    def score(self, batch):
-        a = self.line_analysis(batch)
+    def slice_sums(self, st):
+        a = self.line_analysis(st)
         doc, line, cand, kept, n = a["doc"], a["line"], a["candidate"], a["kept"], a["n"]
         lorem = cand & line.str.contains("(?i)lorem ipsum").to_numpy()
         # the curly bracket check comes after the javascript one: a javascript line is removed first
         js = line.str.contains("(?i)javascript").to_numpy() if self.filter_javascript else np.zeros(len(cand), dtype=bool)
         curly = cand & ~js & line.str.contains("{", literal=True).to_numpy()
-        sentences = self.sentences(batch, a)
+        sentences = self.sentences(st, a)
         return {
-            "c4_num_sentences": column(np.bincount(doc, weights=sentences, minlength=n).astype(np.int64)),
-            "c4_lorem_ipsum_lines": column(np.bincount(doc[lorem], minlength=n).astype(np.int64)),
-            "c4_curly_bracket_lines": column(np.bincount(doc[curly], minlength=n).astype(np.int64)),
-            "c4_kept_lines": column(np.bincount(doc[kept], minlength=n).astype(np.int64)),
+            "sentences": np.bincount(doc, weights=sentences, minlength=n).astype(np.int64),
+            "lorem": np.bincount(doc[lorem], minlength=n).astype(np.int64),
+            "curly": np.bincount(doc[curly], minlength=n).astype(np.int64),
+            "kept": np.bincount(doc[kept], minlength=n).astype(np.int64),
+        }
+
+    def columns(self, s, m):
+        return {
+            "c4_num_sentences": column(s["sentences"]),
+            "c4_lorem_ipsum_lines": column(s["lorem"]),
+            "c4_curly_bracket_lines": column(s["curly"]),
+            "c4_kept_lines": column(s["kept"]),
         }
 
     def filter(self, batch, scores):

@@ -27,12 +27,12 @@ import polars as pl
 
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.stages.heuristics._text import TERMINAL_PUNCTUATION, above, analyze_batch, column, first_failure, ratio, scores_np
+from curate.stages.heuristics._text import TERMINAL_PUNCTUATION, RuleSet, above, column, first_failure, ratio, scores_np
 
 
 @register
 @dataclass(kw_only=True)
-class FineWebQuality(Filter):
+class FineWebQuality(RuleSet, Filter):
     """FineWeb quality rules: lines ending in punctuation, short lines, duplicated line characters, newlines per word."""
 
     stage = "fineweb_quality"
@@ -45,20 +45,27 @@ class FineWebQuality(Filter):
     char_duplicates_ratio: float | None = 0.01
     new_line_ratio: float | None = 0.3
 
-    def score(self, batch):
-        st = analyze_batch(batch)
+    def needs(self):
+        return [("duplicates", "newline_nonblank")]
+
+    def slice_sums(self, st):
         doc, lines = st.lines("newline_nonblank")
-        n_lines = np.bincount(doc, minlength=st.n)
         stop = TERMINAL_PUNCTUATION if self.stop_chars is None else self.stop_chars
         punct = lines.str.slice(-1).is_in(pl.Series(list(stop), dtype=pl.String).implode()).to_numpy()
         short = (lines.str.len_chars() <= self.short_line_length).to_numpy()
-        newlines = st.count("\n")
-        dup = st.duplicates("newline_nonblank")
         return {
-            "fineweb_line_punct_ratio": column(ratio(np.bincount(doc[punct], minlength=st.n), n_lines)),
-            "fineweb_short_line_ratio": column(ratio(np.bincount(doc[short], minlength=st.n), n_lines)),
-            "fineweb_char_dup_ratio": column(ratio(dup["dup_chars"], st.n_chars - newlines)),
-            "fineweb_list_ratio": column(ratio(newlines, st.word_counts["words"])),
+            "lines": np.bincount(doc, minlength=st.n), "punct_lines": np.bincount(doc[punct], minlength=st.n),
+            "short_lines": np.bincount(doc[short], minlength=st.n), "newlines": st.count("\n"),
+            "words": st.word_counts["words"],
+        }
+
+    def columns(self, s, m):
+        dup = m.duplicates("newline_nonblank")
+        return {
+            "fineweb_line_punct_ratio": column(ratio(s["punct_lines"], s["lines"])),
+            "fineweb_short_line_ratio": column(ratio(s["short_lines"], s["lines"])),
+            "fineweb_char_dup_ratio": column(ratio(dup["dup_chars"], m.n_chars - s["newlines"])),
+            "fineweb_list_ratio": column(ratio(s["newlines"], s["words"])),
         }
 
     def filter(self, batch, scores):

@@ -31,14 +31,14 @@ import numpy as np
 
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.stages.heuristics._text import WHITESPACE, above, analyze_batch, below, column, first_failure, ratio, scores_np
+from curate.stages.heuristics._text import WHITESPACE, RuleSet, above, below, column, first_failure, ratio, scores_np
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
 
 @register
 @dataclass(kw_only=True)
-class GopherQuality(Filter):
+class GopherQuality(RuleSet, Filter):
     """Gopher quality rules: word count, mean word length, symbol ratios, bullet/ellipsis lines, alphabetic words, stop words."""
 
     stage = "gopher_quality"
@@ -54,26 +54,36 @@ class GopherQuality(Filter):
     min_stop_words: int | None = 2
     stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS))
 
-    def score(self, batch):
-        st = analyze_batch(batch)
+    def needs(self):
+        return [("distinct_words", tuple(dict.fromkeys(self.stop_words)))]
+
+    def slice_sums(self, st):
         wc = st.word_counts
-        tokens = wc["words"]
         line_doc, lines = st.lines("splitlines")
         lstripped = lines.str.strip_chars_start(WHITESPACE)
         rstripped = lines.str.strip_chars_end(WHITESPACE)
         bullet = (lstripped.str.starts_with("•") | lstripped.str.starts_with("-")).to_numpy()
         ellipsis = (rstripped.str.ends_with("...") | rstripped.str.ends_with("…")).to_numpy()
-        n_lines = np.bincount(line_doc, minlength=st.n)
         return {
-            "gopher_word_count": column(wc["non_symbol"]),
+            "tokens": wc["words"], "alpha": wc["alpha"], "non_symbol": wc["non_symbol"],
+            "non_symbol_chars": wc["non_symbol_chars"], "hashes": st.count("#"),
+            "ellipses": st.count("...") + st.count("…"), "lines": np.bincount(line_doc, minlength=st.n),
+            "bullet_lines": np.bincount(line_doc[bullet], minlength=st.n),
+            "ellipsis_lines": np.bincount(line_doc[ellipsis], minlength=st.n),
+        }
+
+    def columns(self, s, m):
+        tokens, words = s["tokens"], s["non_symbol"]
+        return {
+            "gopher_word_count": column(words),
             # undefined (NaN) without words: no length check applies, as with DataTrove's mean of nothing
-            "gopher_mean_word_length": column(np.where(wc["non_symbol"] > 0, ratio(wc["non_symbol_chars"], wc["non_symbol"]), np.nan)),
-            "gopher_hash_ratio": column(ratio(st.count("#"), tokens)),
-            "gopher_ellipsis_ratio": column(ratio(st.count("...") + st.count("…"), tokens)),
-            "gopher_bullet_lines_ratio": column(ratio(np.bincount(line_doc[bullet], minlength=st.n), n_lines)),
-            "gopher_ellipsis_lines_ratio": column(ratio(np.bincount(line_doc[ellipsis], minlength=st.n), n_lines)),
-            "gopher_alpha_words_ratio": column(ratio(wc["alpha"], tokens)),
-            "gopher_stop_words": column(st.distinct_words_in(tuple(self.stop_words))),
+            "gopher_mean_word_length": column(np.where(words > 0, ratio(s["non_symbol_chars"], words), np.nan)),
+            "gopher_hash_ratio": column(ratio(s["hashes"], tokens)),
+            "gopher_ellipsis_ratio": column(ratio(s["ellipses"], tokens)),
+            "gopher_bullet_lines_ratio": column(ratio(s["bullet_lines"], s["lines"])),
+            "gopher_ellipsis_lines_ratio": column(ratio(s["ellipsis_lines"], s["lines"])),
+            "gopher_alpha_words_ratio": column(ratio(s["alpha"], tokens)),
+            "gopher_stop_words": column(m.distinct_words_in(self.stop_words)),
         }
 
     def filter(self, batch, scores):

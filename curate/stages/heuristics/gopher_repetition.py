@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.stages.heuristics._text import above, analyze_batch, column, first_failure, ratio, scores_np
+from curate.stages.heuristics._text import RuleSet, above, column, first_failure, ratio, scores_np
 
 TOP_NGRAMS = {2: 0.20, 3: 0.18, 4: 0.16}
 DUP_NGRAMS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
@@ -37,7 +37,7 @@ DUP_NGRAMS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 
 @register
 @dataclass(kw_only=True)
-class GopherRepetition(Filter):
+class GopherRepetition(RuleSet, Filter):
     """Gopher repetition rules: duplicate lines and paragraphs, most frequent n-grams, duplicated n-grams."""
 
     stage = "gopher_repetition"
@@ -55,10 +55,13 @@ class GopherRepetition(Filter):
             if bad:
                 raise ValueError(f"{name}: n-gram sizes must be >= 1, got {bad}")
 
-    def score(self, batch):
-        st = analyze_batch(batch)
-        chars = st.n_chars
-        para, line = st.duplicates("paragraphs"), st.duplicates("newlines")
+    def needs(self):
+        return ([("duplicates", "paragraphs"), ("duplicates", "newlines")]
+                + [("top_ngram", n) for n in sorted(self.top_ngrams)] + [("dup_ngram", n) for n in sorted(self.dup_ngrams)])
+
+    def columns(self, s, m):
+        chars = m.n_chars
+        para, line = m.duplicates("paragraphs"), m.duplicates("newlines")
         out = {
             "gopher_dup_para_frac": column(ratio(para["dup"], para["units"])),
             "gopher_dup_para_char_frac": column(ratio(para["dup_chars"], chars)),
@@ -66,9 +69,9 @@ class GopherRepetition(Filter):
             "gopher_dup_line_char_frac": column(ratio(line["dup_chars"], chars)),
         }
         for n in sorted(self.top_ngrams):
-            out[f"gopher_top_{n}_gram_char_frac"] = column(ratio(st.top_ngram_chars(n), chars))
+            out[f"gopher_top_{n}_gram_char_frac"] = column(ratio(m.top_ngram_chars(n), chars))
         for n in sorted(self.dup_ngrams):
-            out[f"gopher_dup_{n}_gram_char_frac"] = column(ratio(st.dup_ngram_chars(n), chars))
+            out[f"gopher_dup_{n}_gram_char_frac"] = column(ratio(m.dup_ngram_chars(n), chars))
         return out
 
     def filter(self, batch, scores):
