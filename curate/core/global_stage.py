@@ -434,7 +434,7 @@ class _Step(beam.PTransform):
 
 
 class Chain(beam.PTransform):
-    """Consecutive global stages over one materialization: batches -> {KEPT, ERRORS, REJECTED}."""
+    """Consecutive global stages over one materialization: batches -> {KEPT, ERRORS: [...], REJECTED: [...]}."""
 
     def __init__(self, stages: list[tuple[str, GlobalStage]], tmp_dir: str, write_rejected: bool,
                  spill_dir: str | None, partitions: int, label: str):
@@ -456,5 +456,6 @@ class Chain(beam.PTransform):
             errors.append(res[ERRORS])
             rejected.append(res[REJECTED])
         kept = states | "Emit" >> beam.ParDo(_Emit(chain))
-        return {KEPT: kept, ERRORS: errors | "FlattenErrors" >> beam.Flatten(),
-                REJECTED: rejected | "FlattenRejected" >> beam.Flatten()}
+        # lists, not Flattens: each stage's rejected/errors are written where they are produced (a Flatten of
+        # outputs of different steps is buffered whole by the local runner)
+        return {KEPT: kept, ERRORS: errors, REJECTED: rejected}

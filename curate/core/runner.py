@@ -102,15 +102,17 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool =
             label = f"chain{i}"
             res = kept | label >> Chain(members, tmp_dir, out.write_rejected, spill_dir, partitions, label)
         kept = res[KEPT]
-        errors.append(res[ERRORS])
-        rejected.append(res[REJECTED])
+        errors += res[ERRORS] if isinstance(res[ERRORS], list) else [res[ERRORS]]
+        rejected += res[REJECTED] if isinstance(res[REJECTED], list) else [res[REJECTED]]
         names += [n for n, _ in members]
     kept | "write" >> beam.ParDo(WriteBatches(join(out.path, "data"), "part-", out.compression, count_as="write"))
-    (errors | "FlattenErrors" >> beam.Flatten()
-     | "write_errors" >> beam.ParDo(WriteBatches(join(out.path, "errors"), "", out.compression)))
-    if out.write_rejected and rejected:
-        (rejected | "FlattenRejected" >> beam.Flatten()
-         | "write_rejected" >> beam.ParDo(WriteBatches(join(out.path, "rejected"), "", out.compression)))
+    # each stage's errors and rejected documents are written where they are produced: a Flatten across steps
+    # would be buffered whole in the local runner's memory (with write_rejected, most of the corpus)
+    for i, pc in enumerate(errors):
+        pc | f"write_errors{i}" >> beam.ParDo(WriteBatches(join(out.path, "errors"), "", out.compression))
+    if out.write_rejected:
+        for i, pc in enumerate(rejected):
+            pc | f"write_rejected{i}" >> beam.ParDo(WriteBatches(join(out.path, "rejected"), "", out.compression))
     return names
 
 
