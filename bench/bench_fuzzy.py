@@ -309,7 +309,8 @@ def scale(base_mb: float, workers: int):
               f"(driver {r['driver_mb']:.0f} MB, workers {r['worker_mb']:.0f} MB)")
 
 
-def scale_job(src: str, out: str, workers: int) -> dict:
+def peak_rss(fn) -> dict:
+    """Run ``fn()`` sampling the RSS of this process and its children every 50 ms; peak MB of each kind."""
     import threading
 
     import psutil
@@ -329,11 +330,16 @@ def scale_job(src: str, out: str, workers: int) -> dict:
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
-    run_curate(src, out, annotate=False, workers=workers)
+    result = fn()
     stop.set()
     t.join()
     peaks["driver"] = max(peaks["driver"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"peak_mb": max(peaks.values()) / 2**20, "driver_mb": peaks["driver"] / 2**20, "worker_mb": peaks["worker"] / 2**20}
+    return {"result": result, "driver_mb": peaks["driver"] / 2**20, "worker_mb": peaks["worker"] / 2**20}
+
+
+def scale_job(src: str, out: str, workers: int) -> dict:
+    r = peak_rss(lambda: run_curate(src, out, annotate=False, workers=workers))
+    return {"peak_mb": max(r["driver_mb"], r["worker_mb"]), "driver_mb": r["driver_mb"], "worker_mb": r["worker_mb"]}
 
 
 def main():

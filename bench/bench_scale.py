@@ -26,7 +26,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,34 +66,17 @@ def replicate(target_gb: float, folder: str, shards: int = 8) -> tuple[str, int]
 
 def run_job(src: str, out: str, workers: int) -> dict:
     """Run the quickstart recipe in this process, sampling the RSS of it and its workers."""
-    import psutil
+    from bench_fuzzy import peak_rss
 
-    me = psutil.Process()
-    peaks = {"driver": 0, "worker": 0}
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(0.05):
-            try:
-                peaks["driver"] = max(peaks["driver"], me.memory_info().rss)
-                for c in me.children(recursive=True):
-                    peaks["worker"] = max(peaks["worker"], c.memory_info().rss)
-            except psutil.Error:
-                pass
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
     from curate.core.recipe import load_recipe
     from curate.core.runner import run_recipe
 
     recipe = load_recipe(os.path.join(ROOT, "pipelines", "quickstart.yaml"), [src], out)
-    res = run_recipe(recipe, workers=workers)
-    stop.set()
-    t.join()
-    peaks["driver"] = max(peaks["driver"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    r = peak_rss(lambda: run_recipe(recipe, workers=workers))
+    res = r["result"]
     return {"docs_in": res.stats["read"].n_in, "docs_out": res.stats["write"].kept, "ledger_ok": not res.problems,
             "materialized": res.info.get("scratch_bytes_materialized", 0), "spilled": res.info.get("scratch_bytes_spilled", 0),
-            "driver_mb": peaks["driver"] / 2**20, "worker_mb": peaks["worker"] / 2**20}
+            "driver_mb": r["driver_mb"], "worker_mb": r["worker_mb"]}
 
 
 def child(src: str, out: str, workers: int) -> dict:

@@ -276,7 +276,9 @@ def _send_isolating(stage: GlobalStage, view: View) -> tuple[list[Outbox], list[
         return lo + hi, le + [(p + half, r) for p, r in he]
 
 
-class _Send(beam.DoFn):
+class _StageFn(beam.DoFn):
+    """A DoFn of one stage of a chain: the stage bound to its context, set up once per worker, and its counters."""
+
     def __init__(self, stage: GlobalStage, ctx: StageContext):
         self.stage, self.ctx = stage, ctx
 
@@ -284,6 +286,9 @@ class _Send(beam.DoFn):
         self.stage.bind(self.ctx)
         self.stage.setup()
         self.counts = Counts(self.ctx.name)
+
+
+class _Send(_StageFn):
 
     def process(self, item):
         path, state = item
@@ -308,27 +313,14 @@ class _Send(beam.DoFn):
         yield path, state
 
 
-class _Resolve(beam.DoFn):
-    def __init__(self, stage: GlobalStage, ctx: StageContext):
-        self.stage, self.ctx = stage, ctx
-
-    def setup(self):
-        self.stage.bind(self.ctx)
-        self.stage.setup()
+class _Resolve(_StageFn):
 
     def process(self, item):
         partition, payloads = item
         yield from self.stage.resolve(partition, list(payloads))
 
 
-class _Apply(beam.DoFn):
-    def __init__(self, stage: GlobalStage, ctx: StageContext):
-        self.stage, self.ctx = stage, ctx
-
-    def setup(self):
-        self.stage.bind(self.ctx)
-        self.stage.setup()
-        self.counts = Counts(self.ctx.name)
+class _Apply(_StageFn):
 
     def process(self, item, side=None):
         path, grouped = item
