@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs; per domain: available and held-out tokens) without writing shards or a manifest"))
     p.add_argument("--seed", type=int, default=None, help="override the spec's seed")
     p.add_argument("--runner", default=None)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_positive_int, default=1)
     p.set_defaults(fn=cmd_mix)
 
     p = sub.add_parser("train", help="train a Llama-style model on the shards of `curate mix`", description=(
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("spec", help="ablation spec YAML")
     p.add_argument("--output", required=True, help="output folder (arms, runs, ablate.json, ablate.png)")
     p.add_argument("--runner", default=None)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_ablate)
 

@@ -165,9 +165,6 @@ class GlobalStage:
         """A PCollection to pass to ``decide`` as a singleton, computed from the messages (default: none)."""
         return None
 
-    def shuffle_bytes_hint(self) -> int:
-        return 0
-
     # ---- the composite transform of one stage in a chain: states -> states
     def expand_step(self, states, ctx: StageContext):
         sent = send_step(self, states, ctx)
@@ -185,14 +182,9 @@ class GlobalStage:
 # --------------------------------------------------------------------------------------- views
 
 
-def _read(path: str) -> pa.RecordBatch:
-    """A materialized batch (read whole: a memory map would count the file's pages in the RSS all the same)."""
-    return read_ipc(path)
-
-
 def build_view(state: BatchState, chain: tuple, batch: pa.RecordBatch | None = None) -> View:
     """The materialized batch with the chain's decisions so far applied."""
-    batch = _read(state.path) if batch is None else batch
+    batch = read_ipc(state.path) if batch is None else batch
     md = batch.schema.metadata
     rows = np.flatnonzero(state.keep)
     if len(rows) < state.n:

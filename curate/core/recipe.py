@@ -211,12 +211,10 @@ def configure(cls, params: dict, where: str, lines: dict, path: tuple, what: str
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in params_of(cls)}
     kwargs = {}
+    problems += _unknown_keys(params, cls, where, lines, path, what)
     for key, value in params.items():
         line = lines.get(path + (key,), lines.get(path, 0))
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(fields))})"
-            problems.append(f"{where}:{line}: {what}: unknown parameter {key!r}{hint}")
             continue
         ok, coerced = _check(value, hints[key])
         if not ok:
@@ -378,6 +376,7 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
 
 
 def _unknown_keys(params: dict, cls, where: str, lines: dict, path: tuple, what: str) -> list[str]:
+    """A problem with its line for every key of ``params`` that is not a parameter of ``cls``, with a did-you-mean."""
     fields = [f.name for f in params_of(cls)]
     out = []
     for key in params:

@@ -41,10 +41,6 @@ class LedgerError(RuntimeError):
     pass
 
 
-class ErrorRateError(RuntimeError):
-    """More than ``max_error_rate`` of a stage's documents were errors: the run mostly failed."""
-
-
 def derive_partitions(paths: list[str], bytes_per_partition: int = 64 << 20, most: int = 1 << 14) -> int:
     """Shuffle partitions for the global stages, from the input's size: one per 64 MiB, 4 at least.
 
@@ -319,9 +315,8 @@ def pipeline_setup(runner: str | None, workers: int = 1, beam_args: list[str] | 
 def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam_args: list[str] | None = None,
                show_progress: bool = False, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> RunResult:
     """Run ``recipe``. Raises UserError before anything is written when the output is unsafe (or, with a
-    remote runner, when a path is on this machine), LedgerError when the ledger does not balance and
-    ErrorRateError when a stage's error rate is over ``max_error_rate`` (the output is then left marked
-    ``_INCOMPLETE``).
+    remote runner, when a path is on this machine), LedgerError when the ledger does not balance. A stage whose error rate is over ``max_error_rate`` is
+    named in ``RunResult.failed`` and the output is left marked ``_INCOMPLETE``.
 
     Scratch files of global stages go to a folder of this run only (``safety.scratch_folder``:
     ``OUTPUT/_tmp`` locally, ``TEMP/curate-<run id>`` under ``--temp_location`` or ``OUTPUT/_tmp/<run id>``

@@ -207,24 +207,6 @@ def rejected_rows(batch: pa.RecordBatch, mask: np.ndarray, reasons: np.ndarray, 
     return S.set_column(out, "drop_reason", pa.array(reasons[drop].tolist(), type=pa.string()))
 
 
-def emit_split(batch: pa.RecordBatch, keep: np.ndarray, reason: str, counts: Counts, stage: str,
-               write_rejected: bool, rejected_batch: pa.RecordBatch | None = None):
-    """Count and emit one batch split by ``keep``: dropped rows (reason ``reason``) on REJECTED when
-    requested, kept rows on the main output. ``rejected_batch`` may carry extra columns for the
-    rejected output (same rows as ``batch``)."""
-    n_drop = int((~keep).sum())
-    if n_drop:
-        counts.dropped(reason, n_drop)
-        if write_rejected:
-            reasons = np.where(keep, None, reason).astype(object)
-            src = batch if rejected_batch is None else rejected_batch
-            yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(src, keep, reasons, stage), f"{stage}-{S.batch_key(batch)}"))
-    kept = S.keep_rows(batch, keep)
-    counts.kept.inc(kept.num_rows)
-    if kept.num_rows:
-        yield kept
-
-
 class ApplyRule(beam.DoFn):
     """The one DoFn that wraps every per-batch rule: apply, count, route drops and errors."""
 

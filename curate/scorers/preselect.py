@@ -11,18 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curate.core.registry import register
-from curate.scorers.fasttext_classifier import _ClassifierFilter
+from curate.scorers.fasttext_classifier import QualityClassifier
 
 
 @register
 @dataclass(kw_only=True)
-class PreselectClassifier(_ClassifierFilter):
+class PreselectClassifier(QualityClassifier):
     """PreSelect fastText classifier: adds ``preselect`` = P(predictive); keeps preselect >= min_score."""
 
     stage = "preselect"
     reason = "low_preselect"
     column = "preselect"
-    min_score: float = 0.5
-
-    def filter(self, batch, scores):
-        return scores[self.column].to_numpy(zero_copy_only=False) >= self.min_score
