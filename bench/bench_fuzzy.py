@@ -268,6 +268,14 @@ def speed(min_mb: float, only: str | None = None):
 # ---------------------------------------------------------------------------------------- scale
 
 
+def edit_words(text: str, rng) -> str:
+    """A near-duplicate of ``text``: about one word in 200 replaced by a random token."""
+    words = text.split(" ")
+    for _ in range(max(1, len(words) // 200)):
+        words[rng.randrange(len(words))] = "edit%d" % rng.randrange(1000)
+    return " ".join(words)
+
+
 def _replicate(paths: list[str], factor: int, folder: str, base_mb: float) -> str:
     """The first base_mb of the corpus, replicated ``factor`` times; copies get small random word edits."""
     os.makedirs(folder, exist_ok=True)
@@ -284,12 +292,7 @@ def _replicate(paths: list[str], factor: int, folder: str, base_mb: float) -> st
     with open(os.path.join(folder, "docs.jsonl"), "w") as f:
         for k in range(factor):
             for d in docs:
-                text = d["text"]
-                if k:
-                    words = text.split(" ")
-                    for _ in range(max(1, len(words) // 200)):
-                        words[rng.randrange(len(words))] = "edit%d" % rng.randrange(1000)
-                    text = " ".join(words)
+                text = edit_words(d["text"], rng) if k else d["text"]
                 f.write(json.dumps({"id": f"{d['id']}#{k}", "text": text}) + "\n")
     return os.path.join(folder, "*.jsonl")
 

@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 
 def replicate(target_gb: float, folder: str, shards: int = 8) -> tuple[str, int]:
     """The base corpus, copied until ``target_gb``; every copy after the first gets ~0.5% of its words edited."""
+    from bench_fuzzy import edit_words
     from corpus import build
 
     paths = build(50)
@@ -47,12 +48,7 @@ def replicate(target_gb: float, folder: str, shards: int = 8) -> tuple[str, int]
     written, k = 0, 0
     while written < target:
         for j, d in enumerate(docs):
-            text = d["text"]
-            if k:
-                words = text.split(" ")
-                for _ in range(max(1, len(words) // 200)):
-                    words[rng.randrange(len(words))] = "edit%d" % rng.randrange(1000)
-                text = " ".join(words)
+            text = edit_words(d["text"], rng) if k else d["text"]
             line = json.dumps({"id": f"{d['id']}#{k}", "text": text, "url": d.get("url")}) + "\n"
             files[j % shards].write(line)
             written += len(line)
