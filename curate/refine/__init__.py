@@ -1,0 +1,1 @@
+"""ProX-style refinement: a language model writes a small program per document; curate executes it safely."""
