@@ -101,6 +101,48 @@ def string_offsets(arr: pa.Array):
     return offsets, memoryview(data)
 
 
+def fold_whitespace(arr) -> pa.Array:
+    """Every run of ASCII whitespace (``[\\t\\n\\f\\r ]``, RE2's ``\\s``) becomes one space.
+
+    The value of ``replace_substring_regex(arr, r"\\s+", " ")``, computed on the flat UTF-8 buffer
+    with numpy (about 4x faster than the regex; whitespace bytes never occur inside a multi-byte
+    character, so the buffer can be scanned byte-wise). Memory: a few bytes per input byte.
+    """
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raise TypeError(f"fold_whitespace needs strings, got {arr.type}")
+    n = len(arr)
+    if n == 0:
+        return arr
+    large = pa.types.is_large_string(arr.type)
+    bufs = arr.buffers()
+    off = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)[arr.offset: arr.offset + n + 1].astype(np.int64)
+    data = (np.frombuffer(bufs[2], dtype=np.uint8)[off[0]: off[-1]] if bufs[2] is not None
+            else np.zeros(0, np.uint8))
+    off -= off[0]
+    ws = (data == 32) | ((data >= 9) & (data <= 13) & (data != 11))
+    # a whitespace byte that follows one in the same string goes; the first of each run stays
+    repeat = np.empty_like(ws)
+    if len(ws):
+        repeat[0] = False
+        np.logical_and(ws[1:], ws[:-1], out=repeat[1:])
+        starts = off[:-1]
+        repeat[starts[starts < len(ws)]] = False
+    removed = np.flatnonzero(repeat)
+    if not len(removed) and not ws.any():
+        return arr
+    out = np.where(ws, np.uint8(32), data)
+    if len(removed):
+        out = out[~repeat]
+    lengths = np.diff(off) - np.bincount(np.searchsorted(off, removed, "right") - 1, minlength=n)[:n]
+    new_off = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    # the validity bitmap, re-based to offset 0 with the values
+    validity = pa.array(np.asarray(arr.is_valid())).buffers()[1] if arr.null_count else None
+    return pa.Array.from_buffers(arr.type, n, [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
+                                                pa.py_buffer(out)], null_count=arr.null_count)
+
+
 # ------------------------------------------------------------------------------------------ hashing
 #
 # ``hash_strings`` / ``hash_strings128`` are XXH3 (64 / 128 bits) of each string's UTF-8 bytes, the

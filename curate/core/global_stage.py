@@ -222,23 +222,13 @@ def _scatter(values: pa.Array, idx: np.ndarray) -> pa.Array:
 # -------------------------------------------------------------------------------------- DoFns
 
 
-class _Materialize(beam.DoFn):
-    """Each batch written once to the chain's scratch folder; its state starts with every row kept."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-
-    def setup(self):
-        from apache_beam.metrics import Metrics
-
-        self.written = Metrics.counter("curate.info", "scratch_bytes_materialized")
-
-    def process(self, batch: pa.RecordBatch):
-        key = S.batch_key(batch)
-        path = join(self.folder, f"{key}.arrow")
-        write_ipc(batch, path)
-        self.written.inc(batch.nbytes)
-        yield path, BatchState(path, key, batch.num_rows, np.ones(batch.num_rows, dtype=bool))
+def _materialize(batch: pa.RecordBatch, folder: str, counter) -> tuple[str, BatchState]:
+    """The batch written once to the chain's scratch folder; its state starts with every row kept."""
+    key = S.batch_key(batch)
+    path = join(folder, f"{key}.arrow")
+    write_ipc(batch, path)
+    counter.inc(batch.nbytes)
+    return path, BatchState(path, key, batch.num_rows, np.ones(batch.num_rows, dtype=bool))
 
 
 def _error_rows(view: View, positions: np.ndarray, stage: str, reason) -> list[dict]:
@@ -281,10 +271,22 @@ class _StageFn(beam.DoFn):
 
 
 class _Send(_StageFn):
+    """The first stage of a chain receives the batches themselves: it materializes each one and
+    sends from the batch in hand (no read-back); later stages receive (path, state)."""
+
+    def setup(self):
+        super().setup()
+        from apache_beam.metrics import Metrics
+
+        self.written = Metrics.counter("curate.info", "scratch_bytes_materialized")
 
     def process(self, item):
-        path, state = item
-        view = build_view(state, self.ctx.chain)
+        if isinstance(item, pa.RecordBatch):
+            path, state = _materialize(item, self.ctx.folder, self.written)
+            view = build_view(state, self.ctx.chain, item)
+        else:
+            path, state = item
+            view = build_view(state, self.ctx.chain)
         if view.n == 0:
             yield path, state
             return
@@ -321,11 +323,11 @@ class _Apply(_StageFn):
             return
         (state,) = states
         decisions = list(grouped.get("decisions", ()))
-        view = build_view(state, self.ctx.chain)
+        raw = read_ipc(state.path)
+        view = build_view(state, self.ctx.chain, raw)
         n = view.n
         if n == 0:
-            yield path, state
-            return
+            return  # nothing of this batch is left for later stages
         progress.add(self.ctx.name, n)
         stage, name = self.stage, self.ctx.name
         d = stage.decide(view, decisions, side)
@@ -373,21 +375,10 @@ class _Apply(_StageFn):
             state.rewrites.append((self.ctx.index, d.rewrite))
         state.keep[view.rows[~keep]] = False
         self.counts.kept.inc(int(keep.sum()))
-        yield path, state
-
-
-class _Emit(beam.DoFn):
-    """The end of a chain: each batch as the chain left it."""
-
-    def __init__(self, chain: tuple):
-        self.chain = chain
-
-    def process(self, item):
-        _, state = item
-        if not state.keep.any():
-            return
-        view = build_view(state, self.chain)
-        yield S.with_key(view.batch, state.key)
+        if self.ctx.index < len(self.ctx.chain) - 1:
+            yield path, state
+        elif state.keep.any():  # the chain's last stage emits the batch as the chain leaves it: no read-back
+            yield S.with_key(build_view(state, self.ctx.chain, raw).batch, state.key)
 
 
 # -------------------------------------------------------------------------------- the steps
@@ -429,7 +420,7 @@ class Chain(beam.PTransform):
     def expand(self, batches):
         chain = tuple(obj for _, obj in self.stages)
         folder = join(self.tmp_dir, self.label)
-        states = batches | "Materialize" >> beam.ParDo(_Materialize(folder))
+        states = batches  # the first stage's send materializes them; the last stage's apply emits batches
         errors, rejected = [], []
         for i, (name, obj) in enumerate(self.stages):
             ctx = StageContext(name=name, tmp_dir=self.tmp_dir, write_rejected=self.write_rejected,
@@ -439,7 +430,7 @@ class Chain(beam.PTransform):
             states = res[STATES]
             errors.append(res[ERRORS])
             rejected.append(res[REJECTED])
-        kept = states | "Emit" >> beam.ParDo(_Emit(chain))
+        kept = states
         # lists, not Flattens: each stage's rejected/errors are written where they are produced (a Flatten of
         # outputs of different steps is buffered whole by the local runner)
         return {KEPT: kept, ERRORS: errors, REJECTED: rejected}

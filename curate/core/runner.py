@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions, StandardOptions,
+                                                  TypeOptions)
 
 from curate import schema as S
 from curate.core import progress
@@ -298,6 +299,11 @@ def pipeline_setup(runner: str | None, workers: int = 1, beam_args: list[str] | 
     from curate.io.readers import set_filesystem_options
 
     options = PipelineOptions(list(beam_args or []))
+    if not any("pipeline_type_check" in a for a in beam_args or []):
+        # every element between our transforms is a RecordBatch (or a small tuple of them) that Beam
+        # pickles anyway; its type inference (bytecode analysis of each DoFn) would be half of the
+        # graph's construction time. `--pipeline_type_check` turns it back on.
+        options.view_as(TypeOptions).pipeline_type_check = False
     set_filesystem_options(options)
     if runner in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner

@@ -225,8 +225,8 @@ def read_bytes(path: str) -> bytes:
 
 def read_ipc(path: str) -> pa.RecordBatch:
     """The record batch of a one-batch Arrow IPC file written by ``curate.io.writers.write_ipc``."""
-    if is_local(path):
-        with pa.OSFile(path.removeprefix("file://")) as f:
+    if is_local(path):  # memory-mapped: no copy, the page cache serves the columns a stage touches
+        with pa.memory_map(path.removeprefix("file://")) as f:
             return pa.ipc.open_file(f).get_batch(0)
     return pa.ipc.open_file(pa.BufferReader(read_bytes(path))).get_batch(0)
 
