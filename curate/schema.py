@@ -20,6 +20,8 @@ it, so re-running a recipe reproduces the same file names and contents.
 """
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import xxhash
@@ -141,6 +143,61 @@ def fold_whitespace(arr) -> pa.Array:
     validity = pa.array(np.asarray(arr.is_valid())).buffers()[1] if arr.null_count else None
     return pa.Array.from_buffers(arr.type, n, [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
                                                 pa.py_buffer(out)], null_count=arr.null_count)
+
+
+_PIECE = 1 << 20
+
+
+def _nfkc_lines(v: str) -> str:
+    """NFKC of ``v``, line by line, normalizing only the lines that need it (a newline is a starter
+    that nothing composes with, so lines normalize independently; most lines of a document that
+    needs normalizing are already normal, and the quick check is far cheaper than normalizing)."""
+    return "\n".join(line if unicodedata.is_normalized("NFKC", line) else unicodedata.normalize("NFKC", line)
+                     for line in v.split("\n"))
+
+
+def _nfkc_large(data: bytes) -> str:
+    """NFKC of a huge value, piece by piece (pieces end just before a newline), so that no full-size
+    Python string of the whole value is ever built next to its UTF-8 bytes and the lines' copies."""
+    out, start = [], 0
+    while start < len(data):
+        cut = data.find(b"\n", start + _PIECE) if start + _PIECE < len(data) else -1
+        end = len(data) if cut < 0 else cut
+        out.append(_nfkc_lines(data[start:end].decode("utf-8")))
+        start = end
+    return "".join(out)
+
+
+def nfkc(text: pa.Array) -> pa.Array:
+    """Unicode NFKC of every value (Python's ``unicodedata``; Arrow 25's ``utf8_normalize`` composes
+    nothing, its "NFKC" is in fact NFKD), normalizing only the values that need it.
+
+    Pure-ASCII values are already NFKC (found vectorized); of the others, those Python's quick check
+    finds normalized (most real text) are left as they are, so the per-value Python work is one
+    C-speed check on the non-ASCII values only.
+    """
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    import pyarrow.compute as pc
+
+    todo = np.flatnonzero(~np.asarray(pc.fill_null(pc.string_is_ascii(text), True)))
+    if not len(todo):
+        return text
+    changed, values = [], []
+    for i in todo.tolist():
+        scalar = text[i]
+        if scalar.as_buffer().size > _PIECE:
+            values.append(_nfkc_large(scalar.as_buffer().to_pybytes()))
+            changed.append(i)
+            continue
+        v = scalar.as_py()
+        if not unicodedata.is_normalized("NFKC", v):
+            values.append(_nfkc_lines(v))
+            changed.append(i)
+    if not changed:
+        return text
+    mask = np.zeros(len(text), dtype=bool)
+    mask[changed] = True
+    return pc.replace_with_mask(text, pa.array(mask), pa.array(values, type=text.type))
 
 
 # ------------------------------------------------------------------------------------------ hashing

@@ -21,13 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.schema import hash_strings
+from curate.schema import hash_strings, nfkc
 
 MASK32 = np.uint64(0xFFFFFFFF)
 
 
 def normalize_for_shingles(text: pa.Array) -> pa.Array:
-    text = pc.utf8_normalize(text, "NFKC")
+    text = nfkc(text)
     text = pc.utf8_lower(text)
     text = pc.replace_substring_regex(text, r"\d+", "0")
     return pc.replace_substring_regex(text, r"[\p{P}\p{S}]+", " ")

@@ -62,7 +62,7 @@ def preprocess(text, max_chars: int = DEFAULT_MAX_CHARS, mode: str = "curate") -
     if max_chars:
         arr = pc.utf8_slice_codeunits(arr, 0, int(max_chars))
     if mode == "curate":
-        arr = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+        arr = pc.utf8_lower(S.nfkc(arr))
         arr = pc.replace_substring_regex(arr, r"([\pP\pS])", r" \1 ")
     elif mode != "newlines":
         raise ValueError(f"unknown preprocess mode {mode!r} (curate | newlines)")

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from curate import pieces
 from curate.core.registry import register
 from curate.core.stage import Filter
-from curate.schema import TEXT
+from curate.schema import TEXT, nfkc
 
 WORD_SEPARATORS = r"[^\pL\pN\pM_']+"
 
@@ -58,7 +58,7 @@ def read_word_file(path: str) -> list[str]:
 
 
 def normalize(text: pa.Array) -> pa.Array:
-    text = pc.utf8_lower(pc.utf8_normalize(pc.fill_null(text, ""), "NFKC"))
+    text = pc.utf8_lower(nfkc(pc.fill_null(text, "")))
     return pc.replace_substring(text, "\u2019", "'")
 
 
