@@ -106,7 +106,7 @@ def piece(text: pa.Array, a: int, b: int) -> pa.Array:
 def as_string(text) -> pa.Array:
     """``text`` as one string or large_string array."""
     if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+        text = text.chunk(0) if text.num_chunks == 1 else text.combine_chunks()  # one chunk: no copy
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         text = text.cast(pa.large_string())
     return text

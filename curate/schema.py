@@ -81,14 +81,25 @@ def keep_rows(batch: pa.RecordBatch, mask: np.ndarray) -> pa.RecordBatch:
 def set_column(batch: pa.RecordBatch, name: str, values) -> pa.RecordBatch:
     """Add or replace column ``name``; keeps the batch key."""
     arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    arr = flat(arr)
     idx = batch.schema.get_field_index(name)
     if idx >= 0:
         out = batch.set_column(idx, name, arr)
     else:
         out = batch.append_column(name, arr)
     return out.replace_schema_metadata(batch.schema.metadata)
+
+
+def flat(arr):
+    """One Arrow array for an Array or ChunkedArray, copying only when there are several chunks
+    (``ChunkedArray.combine_chunks`` copies even a single chunk: 1x a huge document, for nothing)."""
+    if not isinstance(arr, pa.ChunkedArray):
+        return arr
+    if arr.num_chunks == 1:
+        return arr.chunk(0)
+    if arr.num_chunks == 0:
+        return pa.array([], type=arr.type)
+    return arr.combine_chunks()
 
 
 def string_offsets(arr: pa.Array):
@@ -103,14 +114,17 @@ def string_offsets(arr: pa.Array):
     return offsets, memoryview(data)
 
 
+_FOLD_BLOCK = 1 << 22
+
+
 def fold_whitespace(arr) -> pa.Array:
     """Every run of ASCII whitespace (``[\\t\\n\\f\\r ]``, RE2's ``\\s``) becomes one space.
 
     The value of ``replace_substring_regex(arr, r"\\s+", " ")``, computed on the flat UTF-8 buffer
     with numpy (about 4x faster than the regex; whitespace bytes never occur inside a multi-byte
-    character, so the buffer can be scanned byte-wise). Memory: a few bytes per input byte.
+    character, so the buffer can be scanned byte-wise). Memory: the output, plus a few MB.
     """
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = flat(arr)
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise TypeError(f"fold_whitespace needs strings, got {arr.type}")
     n = len(arr)
@@ -122,23 +136,35 @@ def fold_whitespace(arr) -> pa.Array:
     data = (np.frombuffer(bufs[2], dtype=np.uint8)[off[0]: off[-1]] if bufs[2] is not None
             else np.zeros(0, np.uint8))
     off -= off[0]
-    ws = (data == 32) | ((data >= 9) & (data <= 13) & (data != 11))
-    # a whitespace byte that follows one in the same string goes; the first of each run stays
-    repeat = np.empty_like(ws)
-    if len(ws):
-        repeat[0] = False
+    starts = off[:-1]
+    out = np.empty(len(data), np.uint8)
+    removed = np.zeros(n, np.int64)
+    w, prev_ws, changed = 0, False, False
+    # in blocks, so that the temporaries stay a few MB whatever the size of a document
+    for b0 in range(0, len(data), _FOLD_BLOCK):
+        blk = data[b0: b0 + _FOLD_BLOCK]
+        ws = (blk == 32) | ((blk >= 9) & (blk <= 13) & (blk != 11))
+        # a whitespace byte that follows one in the same string goes; the first of each run stays
+        repeat = np.empty_like(ws)
+        repeat[0] = ws[0] and prev_ws
         np.logical_and(ws[1:], ws[:-1], out=repeat[1:])
-        starts = off[:-1]
-        repeat[starts[starts < len(ws)]] = False
-    removed = np.flatnonzero(repeat)
-    if not len(removed) and not ws.any():
+        lo, hi = np.searchsorted(starts, [b0, b0 + len(blk)])
+        repeat[starts[lo:hi] - b0] = False
+        gone = np.flatnonzero(repeat)
+        if len(gone):
+            removed += np.bincount(np.searchsorted(off, gone + b0, "right") - 1, minlength=n)[:n]
+        changed = changed or bool(len(gone)) or bool((blk[ws] != 32).any())
+        kept = np.where(ws, np.uint8(32), blk)
+        if len(gone):
+            kept = kept[~repeat]
+        out[w: w + len(kept)] = kept
+        w += len(kept)
+        prev_ws = bool(ws[-1])
+    if not changed:
         return arr
-    out = np.where(ws, np.uint8(32), data)
-    if len(removed):
-        out = out[~repeat]
-    lengths = np.diff(off) - np.bincount(np.searchsorted(off, removed, "right") - 1, minlength=n)[:n]
+    out = out[:w]
     new_off = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=new_off[1:])
+    np.cumsum(np.diff(off) - removed, out=new_off[1:])
     # the validity bitmap, re-based to offset 0 with the values
     validity = pa.array(np.asarray(arr.is_valid())).buffers()[1] if arr.null_count else None
     return pa.Array.from_buffers(arr.type, n, [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
@@ -156,48 +182,90 @@ def _nfkc_lines(v: str) -> str:
                      for line in v.split("\n"))
 
 
-def _nfkc_large(data: bytes) -> str:
-    """NFKC of a huge value, piece by piece (pieces end just before a newline), so that no full-size
-    Python string of the whole value is ever built next to its UTF-8 bytes and the lines' copies."""
-    out, start = [], 0
-    while start < len(data):
-        cut = data.find(b"\n", start + _PIECE) if start + _PIECE < len(data) else -1
-        end = len(data) if cut < 0 else cut
-        out.append(_nfkc_lines(data[start:end].decode("utf-8")))
+class _Out:
+    """A growing byte buffer (numpy), written at the end."""
+
+    def __init__(self, capacity: int):
+        self.buf = np.empty(max(capacity, 1 << 16), np.uint8)
+        self.n = 0
+
+    def write(self, data) -> None:
+        data = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+        end = self.n + len(data)
+        if end > len(self.buf):
+            grown = np.empty(max(end, int(len(self.buf) * 1.25)), np.uint8)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n: end] = data
+        self.n = end
+
+
+def _nfkc_pieces(mv: memoryview):
+    """The NFKC of a huge UTF-8 value as UTF-8 pieces: each piece ends just before a newline and is
+    normalized line by line, so no full-size Python string is ever built."""
+    start, size = 0, len(mv)
+    while start < size:
+        end = start + _PIECE
+        while end < size:  # extend to the next newline
+            i = bytes(mv[end: end + 65536]).find(b"\n")
+            if i >= 0:
+                end += i
+                break
+            end += 65536
+        end = min(end, size)
+        yield _nfkc_lines(str(mv[start:end], "utf-8")).encode("utf-8")
         start = end
-    return "".join(out)
 
 
-def nfkc(text: pa.Array) -> pa.Array:
+def nfkc(text) -> pa.Array:
     """Unicode NFKC of every value (Python's ``unicodedata``; Arrow 25's ``utf8_normalize`` composes
     nothing, its "NFKC" is in fact NFKD), normalizing only the values that need it.
 
     Pure-ASCII values are already NFKC (found vectorized); of the others, those Python's quick check
     finds normalized (most real text) are left as they are, so the per-value Python work is one
-    C-speed check on the non-ASCII values only.
+    C-speed check on the non-ASCII values only. The result is written once into one buffer (the
+    unchanged runs of values copied as byte ranges): 1x the input's size, whatever the sizes of its
+    values; values over 1 MB are normalized piece by piece.
     """
-    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     import pyarrow.compute as pc
 
+    text = flat(text)
     todo = np.flatnonzero(~np.asarray(pc.fill_null(pc.string_is_ascii(text), True)))
     if not len(todo):
         return text
-    changed, values = [], []
+    large = pa.types.is_large_string(text.type)
+    bufs = text.buffers()
+    off = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)[text.offset: text.offset + len(text) + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8)
+    mv = memoryview(bufs[2])
+    lengths = np.diff(off).astype(np.int64)
+    out = _Out(int(off[-1] - off[0]) + (1 << 16))
+    done, changed = 0, False  # rows before `done` are in `out`
     for i in todo.tolist():
-        scalar = text[i]
-        if scalar.as_buffer().size > _PIECE:
-            values.append(_nfkc_large(scalar.as_buffer().to_pybytes()))
-            changed.append(i)
-            continue
-        v = scalar.as_py()
-        if not unicodedata.is_normalized("NFKC", v):
-            values.append(_nfkc_lines(v))
-            changed.append(i)
+        a, b = int(off[i]), int(off[i + 1])
+        if b - a > _PIECE:
+            pieces = _nfkc_pieces(mv[a:b])
+        else:
+            v = str(mv[a:b], "utf-8")
+            if unicodedata.is_normalized("NFKC", v):
+                continue
+            pieces = (_nfkc_lines(v).encode("utf-8"),)
+        out.write(data[int(off[done]): a])
+        w0 = out.n
+        for piece in pieces:
+            out.write(piece)
+        lengths[i] = out.n - w0
+        done, changed = i + 1, True
     if not changed:
         return text
-    mask = np.zeros(len(text), dtype=bool)
-    mask[changed] = True
-    return pc.replace_with_mask(text, pa.array(mask), pa.array(values, type=text.type))
+    out.write(data[int(off[done]): int(off[-1])])
+    new_off = np.zeros(len(text) + 1, np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    if not large and new_off[-1] >= 2**31:
+        raise ValueError("NFKC made a batch's text longer than 2 GB")
+    validity = pa.array(np.asarray(text.is_valid())).buffers()[1] if text.null_count else None
+    return pa.Array.from_buffers(text.type, len(text), [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
+                                                        pa.py_buffer(out.buf[: out.n])], null_count=text.null_count)
 
 
 # ------------------------------------------------------------------------------------------ hashing

@@ -404,3 +404,11 @@ def test_train_reads_the_mix_from_gcs(mixes, tmp_path, capsys):
         assert "using its local copy" in capsys.readouterr().err  # the cache, keyed by the manifest's hash
     finally:
         torch.set_num_threads(old)
+
+
+def test_partitions_derive_from_the_remote_input_size(raw):
+    from curate.core.runner import derive_partitions
+
+    assert derive_partitions([raw + "/*.jsonl*"]) == 4  # a few hundred KB: the minimum, from a real listing
+    assert derive_partitions([raw + "/*.jsonl*"], bytes_per_partition=1 << 10) > 4
+    assert derive_partitions(["gs://no-such-bucket-here/x/*.jsonl"]) == 64  # unlistable here: the read reports it

@@ -34,6 +34,14 @@ def test_fold_whitespace_equals_the_regex():
         fold_whitespace(pa.array([1, 2]))
 
 
+def test_fold_whitespace_in_small_blocks(monkeypatch):
+    monkeypatch.setattr(E, "_FOLD_BLOCK", 3)  # runs and strings across block edges
+    rng = random.Random(3)
+    for _ in range(1000):
+        arr = _random_array(rng, rng.randint(0, 9))
+        assert fold_whitespace(arr).to_pylist() == pc.replace_substring_regex(arr, r"\s+", " ").to_pylist()
+
+
 def test_nfkc_is_pythons_nfkc_and_skips_normal_values():
     rng = random.Random(1)
     for _ in range(500):

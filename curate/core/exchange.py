@@ -1,12 +1,13 @@
 """Shuffles whose payload spills to scratch files, for the local runner.
 
-Beam's in-process runner keeps every GroupByKey's contents in memory, so a shuffle of per-document
-keys grows with the corpus. Locally, the array payloads that global stages shuffle are therefore
-written to scratch files first, and only small ``Spilled`` references go through the GroupByKey;
-the reducer loads its own partition back. Files are content-addressed (name = hash of the
-payload), so a retried bundle rewrites the same file, and two equal payloads sharing a file is
-harmless. Payloads under ``INLINE_BYTES`` stay inline: a tiny file costs more than it saves, and
-their total is bounded by the number of shuffle elements (batches x partitions), not documents.
+Beam's in-process runner keeps every GroupByKey's contents in its driver's memory, so a shuffle of
+per-document keys grows with the corpus. Locally, the array payloads that global stages shuffle are
+therefore written to scratch files first, and only small ``Spilled`` references (path, offset,
+length) go through the GroupByKey; the reducer reads its own slices back. One file per bundle holds
+all of the bundle's payloads (a batch's keys for every partition), so the number of files grows
+with the batches, not with batches x partitions. Files are content-addressed (name = hash of the
+contents), so a retried bundle rewrites the same file. Payloads under ``INLINE_BYTES`` stay inline:
+what the driver holds is then at most that much per shuffle element, whatever the batch size.
 On a distributed runner (Dataflow) the runner's shuffle service holds the data and nothing is
 spilled: ``folder=None``.
 """
@@ -18,19 +19,32 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import xxhash
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
-from curate.io.readers import is_local, read_bytes
+from curate.io.readers import is_local, open_raw
 from curate.io.writers import join, write_bytes
 
-INLINE_BYTES = 16 << 10
+INLINE_BYTES = 256
 
 
 @dataclass(frozen=True)
 class Spilled:
     path: str
+    offset: int
+    length: int
 
     def load(self):
-        return pickle.loads(read_bytes(self.path))
+        if is_local(self.path):
+            fd = os.open(self.path.removeprefix("file://"), os.O_RDONLY)
+            try:
+                return pickle.loads(os.pread(fd, self.length, self.offset))
+            finally:
+                os.close(fd)
+        with open_raw(self.path) as f:
+            f.seek(self.offset)
+            return pickle.loads(f.read(self.length))
 
 
 def load(value):
@@ -38,6 +52,8 @@ def load(value):
 
 
 class _Spill(beam.DoFn):
+    """(key, payload) -> (key, payload) when tiny, else (key, Spilled): one file per bundle."""
+
     def __init__(self, folder: str):
         self.folder = folder
 
@@ -46,18 +62,30 @@ class _Spill(beam.DoFn):
 
         self.written = Metrics.counter("curate.info", "scratch_bytes_spilled")
 
+    def start_bundle(self):
+        self.pending: list[tuple[object, bytes]] = []
+
     def process(self, item):
         key, payload = item
         data = pickle.dumps(payload, protocol=5)
         if len(data) < INLINE_BYTES:
             yield key, payload
             return
-        name = xxhash.xxh3_64_hexdigest(repr(key).encode())
-        path = join(self.folder, f"{name}-{xxhash.xxh3_128_hexdigest(data)}.pkl")
+        self.pending.append((key, data))
+
+    def finish_bundle(self):
+        if not self.pending:
+            return
+        blob = b"".join(d for _, d in self.pending)
+        path = join(self.folder, f"{xxhash.xxh3_128_hexdigest(blob)}.pkl")
         if not (is_local(path) and os.path.exists(path)):  # content-addressed: an existing file is this payload
-            write_bytes(path, data)
-            self.written.inc(len(data))
-        yield key, Spilled(path)
+            write_bytes(path, blob)
+            self.written.inc(len(blob))
+        offset = 0
+        for key, data in self.pending:
+            yield WindowedValue((key, Spilled(path, offset, len(data))), MIN_TIMESTAMP, [GlobalWindow()])
+            offset += len(data)
+        self.pending = []
 
 
 def _load_group(item):

@@ -200,7 +200,7 @@ def build_view(state: BatchState, chain: tuple, batch: pa.RecordBatch | None = N
 def _full(values: pa.Array, rows: np.ndarray, n: int, old: pa.Array | None = None) -> pa.Array:
     """A length-``n`` column with ``values`` at ``rows`` (and ``old``, or nulls, elsewhere)."""
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+        values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()  # one chunk: no copy
     if old is None and len(rows) == n:
         return values
     idx = np.full(n, -1, dtype=np.int64)
@@ -326,8 +326,8 @@ class _Apply(_StageFn):
         raw = read_ipc(state.path)
         view = build_view(state, self.ctx.chain, raw)
         n = view.n
-        if n == 0:
-            return  # nothing of this batch is left for later stages
+        if n == 0:  # nothing of this batch is left for later stages
+            return
         progress.add(self.ctx.name, n)
         stage, name = self.stage, self.ctx.name
         d = stage.decide(view, decisions, side)

@@ -45,7 +45,7 @@ def shingles(text: pa.Array, n: int = 5, seed: int = 0) -> tuple[np.ndarray, np.
     """(shingle hashes uint64, per-document shingle counts) for a string array."""
     words = pc.utf8_split_whitespace(normalize_for_shingles(text))
     if isinstance(words, pa.ChunkedArray):
-        words = words.combine_chunks()
+        words = words.chunk(0) if words.num_chunks == 1 else words.combine_chunks()  # one chunk: no copy
     offsets = words.offsets.to_numpy().astype(np.int64)
     flat = words.flatten()
     nonempty = pc.greater(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
@@ -125,7 +125,7 @@ def signatures(text: pa.Array, n: int = 5, num_perm: int = 112, seed: int = 1, m
     A document longer than ``HUGE_CHARS`` is signed piece by piece (overlapping cuts at whitespace)
     and its signature is the element-wise minimum: the same as signing it whole, in bounded memory."""
     if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+        text = text.chunk(0) if text.num_chunks == 1 else text.combine_chunks()  # one chunk: no copy
     lengths = pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False)
     huge = lengths > HUGE_CHARS
     if huge.any():

@@ -45,13 +45,21 @@ class LedgerError(RuntimeError):
 def derive_partitions(paths: list[str], bytes_per_partition: int = 64 << 20, most: int = 1 << 14) -> int:
     """Shuffle partitions for the global stages, from the input's size: one per 64 MiB, 4 at least.
 
-    Local inputs are measured (a glob, nothing is read); remote ones are not listed at construction
-    time, so they get 64 unless a stage sets ``partitions:``. Results never depend on this number.
+    Local inputs are measured with a glob; remote ones by one listing of each pattern through Beam's
+    FileSystems (sizes only, nothing is read); when a remote listing fails here (no credentials on
+    the machine that builds the graph), 64. A stage's ``partitions:`` overrides it. Results never
+    depend on this number, only memory per reducer and parallelism do.
     """
     import glob as _glob
 
     if any(not is_local(p) for p in paths):
-        return 64
+        from curate.io.readers import list_files
+
+        try:
+            total = sum(size for _, size in list_files(paths))
+        except Exception:  # noqa: BLE001 - the read itself reports what is wrong with the input
+            return 64
+        return int(min(most, max(4, -(-total // bytes_per_partition))))
     total = 0
     for pattern in paths:
         local = pattern.removeprefix("file://")

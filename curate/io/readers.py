@@ -769,13 +769,13 @@ def _table_to_batches(table: pa.Table, shard: Shard, spec: InputSpec, b: BatchBu
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         b.error(f"rows {first_row}-{first_row + n - 1}", f"column {spec.text_key!r} has type {text.type}, not string", n_records=n)
         return
-    text = text.cast(pa.string()).combine_chunks()
+    text = S.flat(text.cast(pa.string()))
     bad = np.zeros(n, dtype=bool)
     null_text = text.is_null().to_numpy(zero_copy_only=False)
     ids = None
     null_id = np.zeros(n, dtype=bool)
     if spec.id_key in names:
-        ids = table.column(spec.id_key).combine_chunks()
+        ids = S.flat(table.column(spec.id_key))
         null_id = ids.is_null().to_numpy(zero_copy_only=False)
         ids = ids.cast(pa.string())
     for i in np.flatnonzero(null_text | null_id):
@@ -806,18 +806,18 @@ def _table_to_batches(table: pa.Table, shard: Shard, spec: InputSpec, b: BatchBu
         cols[S.ID] = keep(ids)
     cols[S.TEXT] = keep(text)
     if "source" in names:
-        src = keep(table.column("source").combine_chunks().cast(pa.string()))
+        src = keep(S.flat(table.column("source")).cast(pa.string()))
         cols[S.SOURCE] = pc.fill_null(src, b.default_source)
     else:
         cols[S.SOURCE] = pa.array([b.default_source] * int(good.sum()), type=pa.string())
     if spec.url_key in names:
-        cols[S.URL] = keep(table.column(spec.url_key).combine_chunks().cast(pa.string()))
+        cols[S.URL] = keep(S.flat(table.column(spec.url_key)).cast(pa.string()))
     else:
         cols[S.URL] = pa.nulls(int(good.sum()), type=pa.string())
     skip = {spec.text_key, spec.id_key, spec.url_key, "source"}
     for k in names:
         if k not in skip:
-            cols[k] = keep(table.column(k).combine_chunks())
+            cols[k] = keep(S.flat(table.column(k)))
     if not len(positions):
         return
     # cut into batches of the configured size
@@ -829,25 +829,40 @@ def _table_to_batches(table: pa.Table, shard: Shard, spec: InputSpec, b: BatchBu
 
 
 def _read_parquet(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    """Row group by row group, ``batch_size`` rows at a time (``iter_batches``: a row group of many
+    documents is never decoded whole; a local file is memory-mapped)."""
     import pyarrow.parquet as pq
 
-    f = open_raw(shard.path)
-    with f:
-        pf = pq.ParquetFile(f)
+    local = is_local(shard.path)
+    f = None if local else open_raw(shard.path)
+    try:
+        pf = pq.ParquetFile(shard.path.removeprefix("file://"), memory_map=True) if local else pq.ParquetFile(f)
         md = pf.metadata
         first_row = sum(md.row_group(i).num_rows for i in range(shard.start))
         for rg in range(shard.start, shard.end if shard.end >= 0 else md.num_row_groups):
             n_rg = md.row_group(rg).num_rows
+            done = 0
             try:
-                table = pf.read_row_group(rg)
+                batches = pf.iter_batches(batch_size=spec.batch_size, row_groups=[rg], use_threads=False)
+                while done < n_rg:
+                    rb = next(batches)
+                    if done + rb.num_rows >= n_rg:
+                        # the row group's last batch: let go of the decoder (its pages and dictionary, 3x a
+                        # huge document) before the batch travels on through the stages
+                        batches.close()
+                        del batches
+                        batches = iter(())
+                    yield from _table_to_batches(pa.Table.from_batches([rb]), shard, spec, b, first_row + done)
+                    done += rb.num_rows
             except Exception as e:
-                b.n_in += n_rg
-                b.error(f"row group {rg} (rows {first_row}-{first_row + n_rg - 1})", f"cannot read row group: {e}", n_records=n_rg)
-                first_row += n_rg
-                continue
-            for start in range(0, n_rg, spec.batch_size):
-                yield from _table_to_batches(table.slice(start, spec.batch_size), shard, spec, b, first_row + start)
+                left = n_rg - done
+                b.n_in += left
+                b.error(f"row group {rg} (rows {first_row + done}-{first_row + n_rg - 1})", f"cannot read row group: {e}",
+                        n_records=left)
             first_row += n_rg
+    finally:
+        if f is not None:
+            f.close()
 
 
 def _read_arrow(shard: Shard, spec: InputSpec, b: BatchBuilder):

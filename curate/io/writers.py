@@ -48,21 +48,33 @@ def remove_tree(folder: str) -> int:
     return len(paths)
 
 
+# Long free-text columns get neither a dictionary (documents are unique: the attempt only costs time)
+# nor min/max statistics (Arrow copies the smallest and largest value of each page: 2x a huge
+# document's size in the writer, for statistics nobody filters on).
+LONG_TEXT = ("text", "html")
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    short = [n for n in schema.names if n not in LONG_TEXT]
+    return {"use_dictionary": short, "write_statistics": short}
+
+
 def write_parquet(batch: pa.RecordBatch | pa.Table, path: str, compression: str = "zstd") -> None:
     """Write ``batch`` to ``path`` atomically: a temporary name, then a rename."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     table = table.replace_schema_metadata(None)
+    options = parquet_options(table.schema)
     folder, name = path.rsplit("/", 1)
     tmp = join(folder, f".{name}.{uuid.uuid4().hex[:8]}.inprogress")
     if is_local(path):
         os.makedirs(folder, exist_ok=True)
-        pq.write_table(table, tmp, compression=compression)
+        pq.write_table(table, tmp, compression=compression, **options)
         os.replace(tmp, path)
         return
     from apache_beam.io.filesystems import FileSystems
 
     with _create(tmp) as f:
-        pq.write_table(table, f, compression=compression)
+        pq.write_table(table, f, compression=compression, **options)
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])

@@ -57,7 +57,7 @@ def preprocess(text, max_chars: int = DEFAULT_MAX_CHARS, mode: str = "curate") -
     """
     arr = text if isinstance(text, (pa.Array, pa.ChunkedArray)) else pa.array(list(text), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()  # one chunk: no copy
     arr = pc.fill_null(arr.cast(pa.string()), "")
     if max_chars:
         arr = pc.utf8_slice_codeunits(arr, 0, int(max_chars))

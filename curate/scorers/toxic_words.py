@@ -67,7 +67,7 @@ def tokenize(text) -> tuple[pa.Array, np.ndarray]:
     if not isinstance(text, (pa.Array, pa.ChunkedArray)):
         text = pa.array(list(text), type=pa.string())
     if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+        text = text.chunk(0) if text.num_chunks == 1 else text.combine_chunks()  # one chunk: no copy
     parts = pc.split_pattern_regex(normalize(text), WORD_SEPARATORS)
     parents = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)
     flat = pc.utf8_trim(pc.list_flatten(parts), "'")

@@ -34,20 +34,30 @@ from curate.core.registry import register
 SEPARATORS = {"line": ("\n", "\n"), "paragraph": (r"\n[ \t\r]*\n", "\n\n")}
 
 
-def split_units(text: pa.Array, unit: str, lowercase: bool):
-    """(flat units, offsets per doc, normalized-unit hashes, blank mask)."""
+def split_units(text: pa.Array, unit: str, lowercase: bool, keep_flat: bool = True):
+    """(flat units or None, offsets per doc, normalized-unit hashes, blank mask).
+
+    A unit is normalized (whitespace runs folded, trimmed, optionally lower-cased) only to be hashed;
+    each intermediate is dropped as soon as the next exists, so a huge document costs about 3x its
+    size here, not one copy per step."""
     pattern, _ = SEPARATORS[unit]
     parts = pc.split_pattern(text, pattern) if unit == "line" else pc.split_pattern_regex(text, pattern)
     if isinstance(parts, pa.ChunkedArray):
-        parts = parts.combine_chunks()
+        parts = parts.chunk(0) if parts.num_chunks == 1 else parts.combine_chunks()  # one chunk: no copy
     offsets = parts.offsets.to_numpy().astype(np.int64)
     flat = parts.flatten()
-    norm = pc.utf8_trim_whitespace(pc.replace_substring_regex(flat, r"\s+", " "))
+    del parts
+    if not len(flat):
+        return (flat if keep_flat else None), offsets, np.zeros(0, np.uint64), np.zeros(0, bool)
+    norm = S.fold_whitespace(flat)
+    if not keep_flat:
+        del flat
+        flat = None
+    norm = pc.utf8_trim_whitespace(norm)
     if lowercase:
         norm = pc.utf8_lower(norm)
-    enc = pc.dictionary_encode(norm)
-    hashes = S.hash_strings(enc.dictionary)[enc.indices.to_numpy()] if len(flat) else np.zeros(0, np.uint64)
-    blank = S.blank_mask(flat) if len(flat) else np.zeros(0, bool)
+    blank = np.asarray(pc.equal(pc.binary_length(norm), 0).fill_null(True))  # blank: nothing but whitespace
+    hashes = S.hash_strings(norm)
     return flat, offsets, hashes, blank
 
 
@@ -65,7 +75,10 @@ def remove_units(text: pa.Array, frequent: np.ndarray, unit: str, lowercase: boo
     if not remove.any():
         return text, per_doc
     keep_before = np.concatenate([[0], np.cumsum(~remove)])
-    lists = pa.ListArray.from_arrays(pa.array(keep_before[offsets], type=pa.int32()), flat.filter(pa.array(~remove)))
+    kept = flat.filter(pa.array(~remove))
+    del flat
+    lists = pa.ListArray.from_arrays(pa.array(keep_before[offsets], type=pa.int32()), kept)
+    del kept
     return pc.binary_join(lists, SEPARATORS[unit][1]), per_doc
 
 
@@ -85,7 +98,7 @@ class LineDedup(GlobalStage):
 
     def send(self, view, out):
         """Per partition of line hashes: this batch's distinct lines and in how many of its documents each occurs."""
-        _, offsets, h, blank = split_units(view.batch.column(S.TEXT), self.unit, self.lowercase)
+        _, offsets, h, blank = split_units(view.batch.column(S.TEXT), self.unit, self.lowercase, keep_flat=False)
         doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         doc, h = doc[~blank], h[~blank]
         if not len(h):

@@ -677,7 +677,7 @@ class TextStats:
 
     def __init__(self, text: pa.Array):
         if isinstance(text, pa.ChunkedArray):
-            text = text.combine_chunks()
+            text = text.chunk(0) if text.num_chunks == 1 else text.combine_chunks()  # one chunk: no copy
         self.text = text
         self.n = len(text)
         self._memo: dict = {}
@@ -885,7 +885,7 @@ def _split_lines(text: pa.Array, how: str, series: pl.Series | None = None) -> t
     else:
         raise ValueError(f"unknown line split {how!r}")
     if isinstance(parts, pa.ChunkedArray):
-        parts = parts.combine_chunks()
+        parts = parts.chunk(0) if parts.num_chunks == 1 else parts.combine_chunks()  # one chunk: no copy
     doc = _np(pc.list_parent_indices(parts)).astype(np.int64)
     lines = pl.from_arrow(parts.flatten())
     keep = None
@@ -954,7 +954,7 @@ class _DupScan:
 
 def _np(arr) -> np.ndarray:
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()  # one chunk: no copy
     return arr.to_numpy(zero_copy_only=False)
 
 

@@ -130,7 +130,7 @@ class C4Lines(C4LineRules, Mapper):
         offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         lines = a["line"].filter(pl.Series(kept)).to_arrow()
         if isinstance(lines, pa.ChunkedArray):
-            lines = lines.combine_chunks()
+            lines = lines.chunk(0) if lines.num_chunks == 1 else lines.combine_chunks()  # one chunk: no copy
         lists = pa.LargeListArray.from_arrays(pa.array(offsets), lines.cast(pa.large_string()))
         return pc.binary_join(lists, pa.scalar("\n", pa.large_string())), counts
 
