@@ -107,6 +107,16 @@ def cmd_preselect(args, beam_args) -> int:
     return 0
 
 
+def cmd_refine(args, beam_args) -> int:
+    from curate.refine.apply import refine_recipe
+
+    params = {k: v for k, v in (("id_key", args.program_id_key), ("program_key", args.program_key),
+                                ("drop_ratio", args.drop_ratio), ("min_words", args.min_words),
+                                ("max_invalid", args.max_invalid)) if v is not None}
+    recipe = refine_recipe(args.input, args.programs, args.output, **params)
+    return _run_and_report(recipe, args, beam_args)
+
+
 def cmd_train_tokenizer(args, beam_args) -> int:
     from curate.tokenizer import train_tokenizer
 
@@ -424,6 +434,27 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--runner", default=None)
     q.add_argument("--workers", type=_positive_int, default=1)
     q.set_defaults(fn=cmd_preselect)
+
+    p = sub.add_parser("refine", help="ProX refinement: execute per-document programs (drop_doc, remove_lines, normalize)",
+                       description="ProX (Zhou et al. 2024). `curate refine apply INPUT --programs FILE.jsonl --output DIR` "
+                       "executes given programs without a model (rows {\"id\": ..., \"program\": \"...\"}: what a "
+                       "refining model would emit for the whole document, lines numbered from 0). Refined documents "
+                       "go to data/, dropped ones to rejected/ with their reason; an invalid program changes nothing.")
+    ref = p.add_subparsers(dest="refine_command", required=True)
+    q = ref.add_parser("apply", help="execute given programs on the documents they name")
+    q.add_argument("input", nargs="+", help="input files or globs (jsonl, parquet, arrow, warc)")
+    q.add_argument("--programs", action="extend", nargs="+", required=True, help="jsonl/parquet files of id + program")
+    q.add_argument("--output", required=True, help="output folder")
+    q.add_argument("--program-id-key", help="field of the program rows holding the document id (default: id)")
+    q.add_argument("--program-key", help="field of the program rows holding the program (default: program)")
+    q.add_argument("--drop-ratio", type=_fraction, help="drop when words after / before <= this (default 0.05)")
+    q.add_argument("--min-words", type=_positive_int, help="drop a refined text of at most this many words (default 10)")
+    q.add_argument("--max-invalid", type=_positive_int, help="this many invalid calls or more: keep the text (default 2)")
+    q.add_argument("--runner", default=None)
+    q.add_argument("--workers", type=_positive_int, default=1)
+    q.add_argument("--max-error-rate", type=_fraction, default=0.5)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=cmd_refine)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
         "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "

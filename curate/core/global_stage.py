@@ -367,6 +367,7 @@ class _Apply(_StageFn):
                     rej = S.set_column(rej, S.TEXT, d.text)
                 yield beam.pvalue.TaggedOutput(REJECTED, S.with_key(rejected_rows(rej, ~dropped, reasons, name),
                                                                     f"{name}-{state.key}"))
+                del rej
         for k, v in columns.items():
             state.columns[k] = _full(v, view.rows, state.n, state.columns.get(k))
         for k in d.drop_columns:
@@ -378,6 +379,7 @@ class _Apply(_StageFn):
         if self.ctx.index < len(self.ctx.chain) - 1:
             yield path, state
         elif state.keep.any():  # the chain's last stage emits the batch as the chain leaves it: no read-back
+            del view, d, columns  # this stage's copies (a rewritten text ...) go before the final batch is built
             yield S.with_key(build_view(state, self.ctx.chain, raw).batch, state.key)
 
 

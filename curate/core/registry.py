@@ -49,6 +49,7 @@ MODULES = {
     "preselect": "curate.scorers.preselect",
     "toxic_words": "curate.scorers.toxic_words",
     "pii_redact": "curate.scorers.pii",
+    "prox_apply": "curate.refine.apply",
 }
 
 

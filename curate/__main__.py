@@ -1,0 +1,6 @@
+"""`python -m curate ...` is the `curate` command."""
+import sys
+
+from curate.cli import main
+
+sys.exit(main())
