@@ -50,6 +50,8 @@ MODULES = {
     "toxic_words": "curate.scorers.toxic_words",
     "pii_redact": "curate.scorers.pii",
     "prox_apply": "curate.refine.apply",
+    "prox_doc": "curate.refine.stages",
+    "prox_chunk": "curate.refine.stages",
 }
 
 

@@ -5,7 +5,8 @@ A *rule* is a small dataclass whose fields are its recipe parameters:
 * ``Filter``  -- ``filter(batch, scores)`` returns a keep mask (or ``(mask, reasons)``);
   optional ``score(batch)`` adds statistic columns that the filter decides on.
 * ``Scorer``  -- ``score(batch)`` returns new columns; drops nothing.
-* ``Mapper``  -- ``map(batch)`` returns the rewritten ``text`` array.
+* ``Mapper``  -- ``map(batch)`` returns the rewritten ``text`` array, or ``(text, drop reasons, columns)``:
+  a reason (or None) per document for the ones it drops, and new columns.
 
 ``RuleStage`` wraps any rule into a composite ``beam.PTransform`` whose output is a dict of
 PCollections: ``kept`` (record batches), ``rejected`` (dropped rows with ``drop_stage`` and
@@ -105,7 +106,8 @@ class Scorer(Rule):
 
 @dataclass(kw_only=True)
 class Mapper(Rule):
-    """Rewrites ``text``. A document whose text becomes empty is dropped as ``empty_after_<stage>``."""
+    """Rewrites ``text``. A document whose text becomes empty is dropped as ``empty_after_<stage>``;
+    ``map`` may also return ``(text, reasons, columns)`` to drop documents with reasons of its own."""
 
     kind: ClassVar[str] = "mapper"
 
@@ -152,12 +154,25 @@ def apply_rule(rule: Rule, batch: pa.RecordBatch):
             out = S.set_column(out, k, v)
         return out, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
     if isinstance(rule, Mapper):
-        text = rule.map(batch)
+        result = rule.map(batch)
+        drops, columns = None, {}
+        if isinstance(result, tuple):  # (text, drop reason per document or None, new columns)
+            result, drops, columns = result
+        text = result
         if len(text) != n:
             raise ValueError(f"mapper returned {len(text)} texts for {n} documents")
         out = S.set_column(batch, S.TEXT, text)
+        for k, v in columns.items():
+            if len(v) != n:
+                raise ValueError(f"mapper returned {len(v)} values for {n} documents in column {k!r}")
+            out = S.set_column(out, k, v)
         mask = ~S.blank_mask(out.column(S.TEXT))
         reasons = np.where(mask, None, f"empty_after_{rule.stage}").astype(object)
+        if drops is not None:
+            drops = np.asarray(drops, dtype=object)
+            chosen = drops != None  # noqa: E711 - element-wise
+            reasons = np.where(chosen, drops, reasons)
+            mask = mask & ~chosen
         return out, mask, reasons
     raise TypeError(f"{type(rule).__name__} is not a Filter, Scorer or Mapper")
 
