@@ -9,7 +9,7 @@ from curate.core.registry import MODULES, STAGES, all_stages
 def test_every_builtin_module_registers_its_stages():
     for module in set(MODULES.values()):
         importlib.import_module(module)
-    builtin = {n for n, cls in STAGES.items() if cls.__module__.startswith(("curate.stages", "curate.scorers"))}
+    builtin = {n for n, cls in STAGES.items() if cls.__module__.startswith(("curate.stages", "curate.scorers", "curate.refine"))}
     assert builtin == set(MODULES), builtin ^ set(MODULES)
     for name, module in MODULES.items():
         assert STAGES[name].__module__ == module
