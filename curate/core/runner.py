@@ -47,7 +47,7 @@ def derive_partitions(paths: list[str], bytes_per_partition: int = 64 << 20, mos
 
     Local inputs are measured with a glob; remote ones by one listing of each pattern through Beam's
     FileSystems (sizes only, nothing is read); when a remote listing fails here (no credentials on
-    the machine that builds the graph), 64. A stage's ``partitions:`` overrides it. Results never
+    the machine that builds the graph), 64, and a dry run never lists them (64: nothing runs). A stage's ``partitions:`` overrides it. Results never
     depend on this number, only memory per reducer and parallelism do.
     """
     import glob as _glob
@@ -91,13 +91,13 @@ def segments(stages: list[tuple[str, object]], unique_ids: bool) -> list[tuple[s
     return out
 
 
-def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool = True) -> list[str]:
+def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool = True, list_inputs: bool = True) -> list[str]:
     """Adds the recipe's transforms to ``p``; returns the ordered stage names for the ledger."""
     out = recipe.output
     names = ["read"]
     res = p | "read" >> ReadInput(recipe.input, write_rejected=out.write_rejected)
     kept, errors, rejected = res[KEPT], [res[ERRORS]], [res[REJECTED]]
-    partitions = derive_partitions(recipe.input.path)
+    partitions = derive_partitions(recipe.input.path) if list_inputs or all(is_local(x) for x in recipe.input.path) else 64
     spill_dir = join(tmp_dir, "_spill") if spill else None
     for i, (kind, members) in enumerate(segments(recipe.stages, recipe.input.unique_ids)):
         if kind == "rule":
@@ -375,7 +375,7 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
     keep_scratch = dry_run
     try:
         p = beam.Pipeline(runner=beam_runner, options=options)
-        names = build_pipeline(p, recipe, tmp_dir, spill=local)
+        names = build_pipeline(p, recipe, tmp_dir, spill=local, list_inputs=not dry_run)
         start = time.time()
         monitor = _Monitor(progress_dir, names, start) if (show_progress and progress_dir) else None
         if monitor:
