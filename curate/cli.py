@@ -117,6 +117,12 @@ def cmd_refine(args, beam_args) -> int:
     return _run_and_report(recipe, args, beam_args)
 
 
+def cmd_train_refiner(args, beam_args) -> int:
+    from curate.refine.train import main as train_refiner_main
+
+    return train_refiner_main(list(args.rest) + list(beam_args))
+
+
 def cmd_train_tokenizer(args, beam_args) -> int:
     from curate.tokenizer import train_tokenizer
 
@@ -232,7 +238,7 @@ def cmd_fit_mixture(args, beam_args) -> int:
 
 
 def _kind_of(path: str) -> str:
-    """recipe | mix | train, from the top-level keys of a YAML file (the parsers report what is wrong)."""
+    """recipe | mix | train | ablate, from the top-level keys of a YAML file (the parsers report what is wrong)."""
     import yaml
 
     from curate.core.recipe import read_text
@@ -242,6 +248,8 @@ def _kind_of(path: str) -> str:
     except yaml.YAMLError:
         return "recipe"  # the recipe parser reports the YAML error with its line
     keys = set(data) if isinstance(data, dict) else set()
+    if keys & {"arms", "budget_tokens"}:
+        return "ablate"
     if keys & {"domains", "phases", "seq_length", "tokenizer"}:
         return "mix"
     if keys & {"data", "model", "lr", "max_steps", "micro_batch_size"}:
@@ -252,6 +260,17 @@ def _kind_of(path: str) -> str:
 def cmd_validate(args, beam_args) -> int:
     """The same checks as the command that runs the file, without running anything."""
     kind = args.kind or _kind_of(args.recipe)
+    if kind == "ablate":
+        from curate.ablate.spec import validate_spec
+
+        problems = validate_spec(args.recipe)
+        if problems:
+            print("ablation spec error", file=sys.stderr)
+            for p in problems:
+                print(f"  {p}", file=sys.stderr)
+            return 2
+        print(f"{args.recipe}: ok (ablation spec)")
+        return 0
     if kind == "mix":
         from curate.mix.spec import load_spec
 
@@ -321,7 +340,7 @@ def _fraction(text: str) -> float:
 
 
 # commands whose unknown options are Beam pipeline options (checked by name against Beam's own parser)
-BEAM_COMMANDS = ("run", "score", "mix", "preselect")
+BEAM_COMMANDS = ("run", "score", "mix", "preselect", "refine")
 
 
 def _beam_parser():
@@ -456,6 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_refine)
 
+    p = sub.add_parser("train-refiner", help="fine-tune a small causal LM into a ProX refiner", add_help=False,
+                       description="curate train-refiner BASE_MODEL ANNOTATIONS.jsonl... --output DIR (see --help)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_train_refiner)
+
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
         "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "
         "and write OUTPUT/tokenizer.json plus tokenizer_config.json (AutoTokenizer loads the folder)."))
@@ -520,16 +544,22 @@ def main(argv: list[str] | None = None) -> int:
         "Run every check that `curate run`, `curate mix` or `curate train` makes before starting, and nothing else. "
         "The kind of file is told from its keys; --kind names it."))
     p.add_argument("recipe", help="recipe, mixture spec or trainer config (YAML)")
-    p.add_argument("--kind", choices=("recipe", "mix", "train"), default=None)
+    p.add_argument("--kind", choices=("recipe", "mix", "train", "ablate"), default=None)
     p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("stages", help="list the stages and their parameters")
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in BEAM_COMMANDS + ("fit-mixture",):
+    if rest and args.command not in BEAM_COMMANDS + ("fit-mixture", "train-refiner"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return _dispatch(args, rest, sub.choices.get(args.command), verbose)
+    subparser = sub.choices.get(args.command)
+    nested = getattr(args, f"{args.command}_command", None)  # e.g. `refine apply`: that parser's options
+    if nested and subparser is not None:
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction) and nested in action.choices:
+                subparser = action.choices[nested]
+    return _dispatch(args, rest, subparser, verbose)
 
 
 def _dispatch(args, rest, subparser, verbose: bool) -> int:
