@@ -55,3 +55,28 @@ stages:
     rows = {r["id"]: r for r in read_output(tmp_path / "out2").to_pylist()}
     assert rows["p0"]["line_dedup_removed"] == 0 and rows["p1"]["line_dedup_removed"] == 1  # case matters: only 3 exact copies
     assert rows["p1"]["text"] == docs[1]["text"]
+
+
+def test_kept_lines_are_rebuilt_from_byte_ranges():
+    """`_keep_lines` (runs of kept lines copied from the original buffer) equals joining the kept lines."""
+    import random
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from curate.stages.line_dedup import _keep_lines
+
+    rng = random.Random(0)
+    for _ in range(1000):
+        docs = ["\n".join(rng.choice(["a", "bb", "", "ccc é", " x ", "\r"]) for _ in range(rng.randint(1, 5)))
+                for _ in range(rng.randint(1, 6))]
+        arr = pa.array(docs, type=rng.choice([pa.string(), pa.large_string()]))
+        if len(docs) > 2 and rng.random() < 0.3:
+            arr = arr.slice(1, len(docs) - 1)
+        parts = pc.split_pattern(arr, "\n")
+        offsets = parts.offsets.to_numpy().astype(np.int64)
+        flat = parts.flatten().to_pylist()
+        keep = np.array([rng.random() < 0.6 for _ in flat], dtype=bool)
+        want = ["\n".join(flat[i] for i in range(offsets[d], offsets[d + 1]) if keep[i]) for d in range(len(arr))]
+        assert _keep_lines(arr, offsets, keep).to_pylist() == want

@@ -63,7 +63,8 @@ def split_units(text: pa.Array, unit: str, lowercase: bool, keep_flat: bool = Tr
 
 def remove_units(text: pa.Array, frequent: np.ndarray, unit: str, lowercase: bool):
     """(text without the units whose hash is in ``frequent`` (sorted), units removed per document)."""
-    flat, offsets, h, blank = split_units(text, unit, lowercase)
+    lines = unit == "line"
+    flat, offsets, h, blank = split_units(text, unit, lowercase, keep_flat=not lines)
     n = len(offsets) - 1
     if len(frequent) and len(h):
         idx = np.minimum(np.searchsorted(frequent, h), len(frequent) - 1)
@@ -74,12 +75,61 @@ def remove_units(text: pa.Array, frequent: np.ndarray, unit: str, lowercase: boo
     np.add.at(per_doc, np.repeat(np.arange(n), np.diff(offsets)), remove.astype(np.int64))
     if not remove.any():
         return text, per_doc
+    if lines:
+        return _keep_lines(S.flat(text), offsets, ~remove), per_doc
     keep_before = np.concatenate([[0], np.cumsum(~remove)])
     kept = flat.filter(pa.array(~remove))
     del flat
     lists = pa.ListArray.from_arrays(pa.array(keep_before[offsets], type=pa.int32()), kept)
     del kept
     return pc.binary_join(lists, SEPARATORS[unit][1]), per_doc
+
+
+def _keep_lines(text: pa.Array, offsets: np.ndarray, keep: np.ndarray) -> pa.Array:
+    """``text`` with only the kept lines (``"\\n"``-separated, in order), rebuilt by copying runs of
+    consecutive kept lines as byte ranges of the original buffer: one output buffer, no per-line
+    strings (a huge document costs 1x its size here, not three copies)."""
+    large = pa.types.is_large_string(text.type)
+    bufs = text.buffers()
+    n = len(text)
+    toff = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)[text.offset: text.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    n_lines = np.diff(offsets)
+    doc = np.repeat(np.arange(n), n_lines)
+    # byte positions of the "\\n"s of every document, in order
+    nl = np.flatnonzero(data[toff[0]: toff[-1]] == 10) + toff[0] if len(data) else np.zeros(0, np.int64)
+    nl_doc = np.searchsorted(toff, nl, "right") - 1
+    # line j of document d starts after the (j-1)-th newline of d (or at the document's start)
+    first_nl = np.searchsorted(nl_doc, np.arange(n), "left")
+    j = np.arange(len(keep)) - offsets[doc]  # line number within its document
+    prev_nl = first_nl[doc] + j - 1
+    starts = np.where(j == 0, toff[doc], nl[np.maximum(prev_nl, 0)] + 1 if len(nl) else toff[doc])
+    ends = np.where(j == n_lines[doc] - 1, toff[doc + 1], nl[np.minimum(first_nl[doc] + j, max(len(nl) - 1, 0))] if len(nl) else toff[doc + 1])
+    lengths = np.zeros(n, np.int64)
+    np.add.at(lengths, doc[keep], (ends - starts)[keep])
+    kept_per_doc = np.bincount(doc[keep], minlength=n)
+    lengths += np.maximum(kept_per_doc - 1, 0)  # the newlines between kept lines
+    out = np.empty(int(lengths.sum()), np.uint8)
+    # runs of consecutive kept lines of one document are one byte range of the original
+    new_run = np.ones(len(keep), dtype=bool)
+    new_run[1:] = ~keep[:-1] | (doc[1:] != doc[:-1])
+    run_start = np.flatnonzero(keep & new_run)
+    run_end = np.flatnonzero(keep & np.append(~keep[1:] | (doc[1:] != doc[:-1]), True))
+    w, last_doc = 0, -1
+    for a, b in zip(run_start.tolist(), run_end.tolist()):
+        d = int(doc[a])
+        if d == last_doc:
+            out[w] = 10
+            w += 1
+        lo, hi = int(starts[a]), int(ends[b])
+        out[w: w + hi - lo] = data[lo:hi]
+        w += hi - lo
+        last_doc = d
+    new_off = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    validity = pa.array(np.asarray(text.is_valid())).buffers()[1] if text.null_count else None
+    return pa.Array.from_buffers(text.type, n, [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
+                                                pa.py_buffer(out)], null_count=text.null_count)
 
 
 @register
