@@ -179,3 +179,27 @@ def test_a_huge_document_is_signed_in_pieces_with_the_same_signature(monkeypatch
     assert len(list(minhash._pieces(np.frombuffer(doc.encode(), np.uint8), 10_000, minhash.OVERLAP_TOKENS))) > 20
     pieces, valid2 = minhash.signatures(texts, 5, 112, 1)
     assert (whole == pieces).all() and valid.tolist() == valid2.tolist() == [True, True, False]
+
+
+def test_shuffle_spills_one_file_per_bundle_and_loads_slices(tmp_path):
+    """Payloads spill to one scratch file per bundle; only (path, offset, length) references go
+    through the GroupByKey, tiny payloads stay inline; every payload comes back whole."""
+    import os
+
+    import apache_beam as beam
+    import numpy as np
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from curate.core import exchange
+
+    items = [(k % 3, np.arange(k * 100, dtype=np.int64)) for k in range(12)]  # k=0: empty payload, inline
+    folder = str(tmp_path / "spill")
+    with beam.Pipeline() as p:
+        out = (p | beam.Create(items, reshuffle=False) | exchange.GroupByKey(folder)
+               | beam.Map(lambda kv: (kv[0], sorted(int(a.sum()) for a in kv[1]))))
+        expect = {}
+        for k, a in items:
+            expect.setdefault(k, []).append(int(a.sum()))
+        assert_that(out, equal_to([(k, sorted(v)) for k, v in expect.items()]))
+    files = os.listdir(folder)
+    assert 1 <= len(files) <= 2  # one per bundle (Create may make one or two), not one per payload
