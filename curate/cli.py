@@ -123,6 +123,12 @@ def cmd_train_refiner(args, beam_args) -> int:
     return train_refiner_main(list(args.rest) + list(beam_args))
 
 
+def cmd_annotate_refiner(args, beam_args) -> int:
+    from curate.refine.teacher import main as annotate_main
+
+    return annotate_main(list(args.rest) + list(beam_args))
+
+
 def cmd_train_tokenizer(args, beam_args) -> int:
     from curate.tokenizer import train_tokenizer
 
@@ -475,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_refine)
 
+    p = sub.add_parser("annotate-refiner", help="ProX programs derived from curate's rules: training data for a refiner",
+                       add_help=False, description="curate annotate-refiner INPUT... -o OUT.jsonl (see --help)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_annotate_refiner)
+
     p = sub.add_parser("train-refiner", help="fine-tune a small causal LM into a ProX refiner", add_help=False,
                        description="curate train-refiner BASE_MODEL ANNOTATIONS.jsonl... --output DIR (see --help)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -551,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in BEAM_COMMANDS + ("fit-mixture", "train-refiner"):
+    if rest and args.command not in BEAM_COMMANDS + ("fit-mixture", "train-refiner", "annotate-refiner"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     subparser = sub.choices.get(args.command)
     nested = getattr(args, f"{args.command}_command", None)  # e.g. `refine apply`: that parser's options
