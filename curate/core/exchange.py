@@ -2,7 +2,7 @@
 
 Beam's in-process runner keeps every GroupByKey's contents in its driver's memory, so a shuffle of
 per-document keys grows with the corpus. Locally, the array payloads that global stages shuffle are
-therefore written to scratch files first, and only small ``Spilled`` references (path, offset,
+therefore written to scratch files first, and only small references (file name, offset,
 length) go through the GroupByKey; the reducer reads its own slices back. One file per bundle holds
 all of the bundle's payloads (a batch's keys for every partition), so the number of files grows
 with the batches, not with batches x partitions. Files are content-addressed (name = hash of the
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass
+import typing
 
 import apache_beam as beam
 import xxhash
@@ -29,30 +29,33 @@ from curate.io.writers import join, write_bytes
 INLINE_BYTES = 256
 
 
-@dataclass(frozen=True)
-class Spilled:
-    path: str
-    offset: int
-    length: int
-
-    def load(self):
-        if is_local(self.path):
-            fd = os.open(self.path.removeprefix("file://"), os.O_RDONLY)
-            try:
-                return pickle.loads(os.pread(fd, self.length, self.offset))
-            finally:
-                os.close(fd)
-        with open_raw(self.path) as f:
-            f.seek(self.offset)
-            return pickle.loads(f.read(self.length))
+# What travels through the GroupByKey for one payload, as small as possible (the local runner's
+# driver holds every element of a shuffle, and there is one per batch and partition):
+#   (None, payload)            a tiny payload, inline
+#   (name, offset, length)     a slice of the scratch file ``folder/name``
 
 
-def load(value):
-    return value.load() if isinstance(value, Spilled) else value
+def read_slice(folder: str, ref: tuple):
+    name, offset, length = ref
+    path = join(folder, name)
+    if is_local(path):
+        fd = os.open(path.removeprefix("file://"), os.O_RDONLY)
+        try:
+            return pickle.loads(os.pread(fd, length, offset))
+        finally:
+            os.close(fd)
+    with open_raw(path) as f:
+        f.seek(offset)
+        return pickle.loads(f.read(length))
 
 
+def load(folder: str, ref: tuple):
+    return ref[1] if ref[0] is None else read_slice(folder, ref)
+
+
+@beam.typehints.with_output_types(typing.Tuple[typing.Any, typing.Any])  # references of two shapes: no inferred coder
 class _Spill(beam.DoFn):
-    """(key, payload) -> (key, payload) when tiny, else (key, Spilled): one file per bundle."""
+    """(key, payload) -> (key, reference): inline when tiny, else a slice of one file per bundle."""
 
     def __init__(self, folder: str):
         self.folder = folder
@@ -69,7 +72,7 @@ class _Spill(beam.DoFn):
         key, payload = item
         data = pickle.dumps(payload, protocol=5)
         if len(data) < INLINE_BYTES:
-            yield key, payload
+            yield key, (None, payload)
             return
         self.pending.append((key, data))
 
@@ -77,36 +80,27 @@ class _Spill(beam.DoFn):
         if not self.pending:
             return
         blob = b"".join(d for _, d in self.pending)
-        path = join(self.folder, f"{xxhash.xxh3_128_hexdigest(blob)}.pkl")
+        name = f"{xxhash.xxh3_128_hexdigest(blob)}.pkl"
+        path = join(self.folder, name)
         if not (is_local(path) and os.path.exists(path)):  # content-addressed: an existing file is this payload
             write_bytes(path, blob)
             self.written.inc(len(blob))
         offset = 0
         for key, data in self.pending:
-            yield WindowedValue((key, Spilled(path, offset, len(data))), MIN_TIMESTAMP, [GlobalWindow()])
+            yield WindowedValue((key, (name, offset, len(data))), MIN_TIMESTAMP, [GlobalWindow()])
             offset += len(data)
         self.pending = []
 
 
-def _load_group(item):
+def _load_group(item, folder):
     key, values = item
-    return key, [load(v) for v in values]
+    return key, [load(folder, v) for v in values]
 
 
-def _load_cogroup(item):
+def _load_cogroup(item, folders):
     key, grouped = item
-    return key, {tag: [load(v) for v in values] for tag, values in grouped.items()}
-
-
-class Spill(beam.PTransform):
-    """(key, payload) -> (key, Spilled) when ``folder`` is set; identity otherwise."""
-
-    def __init__(self, folder: str | None, label: str = "Spill"):
-        super().__init__(label=label)
-        self.folder = folder
-
-    def expand(self, pcoll):
-        return pcoll if self.folder is None else pcoll | beam.ParDo(_Spill(self.folder))
+    return key, {tag: [load(folders[tag], v) for v in values] if tag in folders else list(values)
+                 for tag, values in grouped.items()}
 
 
 class GroupByKey(beam.PTransform):
@@ -120,7 +114,7 @@ class GroupByKey(beam.PTransform):
         if self.folder is None:
             return pcoll | beam.GroupByKey()
         return (pcoll | "Spill" >> beam.ParDo(_Spill(self.folder)) | beam.GroupByKey()
-                | "Load" >> beam.Map(_load_group))
+                | "Load" >> beam.Map(_load_group, self.folder))
 
 
 class CoGroupByKey(beam.PTransform):
@@ -133,6 +127,7 @@ class CoGroupByKey(beam.PTransform):
     def expand(self, pcolls: dict):
         if self.folder is None:
             return pcolls | beam.CoGroupByKey()
-        inputs = {tag: (pc | f"Spill_{tag}" >> beam.ParDo(_Spill(join(self.folder, tag))) if tag in self.spilled else pc)
+        folders = {tag: join(self.folder, tag) for tag in pcolls if tag in self.spilled}
+        inputs = {tag: (pc | f"Spill_{tag}" >> beam.ParDo(_Spill(folders[tag])) if tag in folders else pc)
                   for tag, pc in pcolls.items()}
-        return inputs | beam.CoGroupByKey() | "Load" >> beam.Map(_load_cogroup)
+        return inputs | beam.CoGroupByKey() | "Load" >> beam.Map(_load_cogroup, folders)

@@ -42,8 +42,12 @@ class LedgerError(RuntimeError):
     pass
 
 
-def derive_partitions(paths: list[str], bytes_per_partition: int = 64 << 20, most: int = 1 << 14) -> int:
-    """Shuffle partitions for the global stages, from the input's size: one per 64 MiB, 4 at least.
+def derive_partitions(paths: list[str], bytes_per_partition: int = 512 << 20, most: int = 1 << 14) -> int:
+    """Shuffle partitions for the global stages, from the input's size: one per 512 MiB, 4 at least.
+
+    What is shuffled are keys (16-24 bytes a document, a few hundred for MinHash bands), so a
+    partition of 512 MiB of input holds tens of MB of keys; more partitions would only multiply the
+    shuffle's elements (one per batch and partition), which the local runner's driver holds.
 
     Local inputs are measured with a glob; remote ones by one listing of each pattern through Beam's
     FileSystems (sizes only, nothing is read); when a remote listing fails here (no credentials on
