@@ -45,3 +45,40 @@ def run_text(recipe_text: str, workers: int = 1):
 @pytest.fixture
 def run():
     return run_text
+
+
+class CompletionServer:
+    """An OpenAI-compatible ``/v1/completions`` server in a thread, for the refinement tests: a real
+    HTTP round trip whose answers come from ``answer(path, authorization, body) -> (status, text)``.
+    Every request is recorded in ``calls`` as (path, authorization, body)."""
+
+    def __init__(self, answer):
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                auth = self.headers.get("Authorization")
+                server.calls.append((self.path, auth, body))
+                status, text = server.answer(self.path, auth, body)
+                data = (json.dumps({"choices": [{"index": 0, "text": text}]}) if status == 200 else text).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.answer, self.calls = answer, []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

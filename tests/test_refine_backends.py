@@ -4,13 +4,11 @@ programs, a refiner fine-tuned for a few steps, and (where vLLM is installed) vL
 against transformers'."""
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import json
-import threading
 
 import pytest
-from conftest import prose
+from conftest import CompletionServer, prose
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -149,59 +147,41 @@ def test_transformers_backend_batches_like_one_by_one(tiny, hf_tok):
     assert TransformersBackend(tiny, device="cpu").generate([], 5) == []
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    calls: list = []
-    fail_first = 0
+class _Answers:
+    """Echoes the prompt; ``bad`` is a 400; the first ``fail_first`` requests are 503s."""
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls.append((self.path, self.headers.get("Authorization"), body))
-        if type(self).fail_first > 0:
-            type(self).fail_first -= 1
-            self.send_response(503)
-            self.end_headers()
-            self.wfile.write(b"busy")
-            return
+    def __init__(self):
+        self.fail_first = 0
+
+    def __call__(self, path, auth, body):
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return 503, "busy"
         if body["prompt"] == "bad":
-            self.send_response(400)
-            self.end_headers()
-            self.wfile.write(b'{"error": "bad prompt"}')
-            return
-        text = "skip_chunk()" if "[doc]" in body["prompt"] else f"echo:{body['prompt']}:{body['max_tokens']}"
-        data = json.dumps({"choices": [{"index": 0, "text": text}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+            return 400, '{"error": "bad prompt"}'
+        return 200, "skip_chunk()" if "[doc]" in body["prompt"] else f"echo:{body['prompt']}:{body['max_tokens']}"
 
 
 @pytest.fixture
 def server():
-    _Handler.calls, _Handler.fail_first = [], 0
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    srv = CompletionServer(_Answers())
+    yield srv
+    srv.close()
 
 
 def test_openai_backend_round_trip_retries_and_errors(server):
-    be = OpenAIBackend(server, "refiner", api_key="k", concurrency=3, backoff=0.01)
+    calls, url = server.calls, server.url
+    be = OpenAIBackend(url, "refiner", api_key="k", concurrency=3, backoff=0.01)
     prompts = [f"p{i}" for i in range(7)] + ["[doc]\n[000]x\n[/doc]"]
     assert be.generate(prompts, 256) == [f"echo:p{i}:256" for i in range(7)] + ["skip_chunk()"]
-    path, auth, body = _Handler.calls[0]
+    path, auth, body = calls[0]
     assert path == "/v1/completions" and auth == "Bearer k"
     assert body["temperature"] == 0 and body["model"] == "refiner"
-    _Handler.fail_first = 2  # two 503s, then the answer
-    assert OpenAIBackend(server + "/v1", "m", backoff=0.01).generate(["q"], 5) == ["echo:q:5"]
-    assert [c[0] for c in _Handler.calls[-3:]] == ["/v1/completions"] * 3
+    server.answer.fail_first = 2  # two 503s, then the answer
+    assert OpenAIBackend(url + "/v1", "m", backoff=0.01).generate(["q"], 5) == ["echo:q:5"]
+    assert [c[0] for c in calls[-3:]] == ["/v1/completions"] * 3
     with pytest.raises(RuntimeError, match="HTTP 400"):
-        OpenAIBackend(server, "m", backoff=0.01).generate(["bad"], 5)
+        OpenAIBackend(url, "m", backoff=0.01).generate(["bad"], 5)
     with pytest.raises(RuntimeError, match="no answer after 2 tries"):
         OpenAIBackend("http://127.0.0.1:9", "m", retries=1, backoff=0.01, timeout=2).generate(["x"], 5)
 

@@ -5,15 +5,13 @@ The transformers and vLLM backends themselves are tested in test_refine_backends
 from __future__ import annotations
 
 import glob
-import http.server
 import json
 import os
 import re
-import threading
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import prose
+from conftest import CompletionServer, prose
 
 pytest.importorskip("transformers")
 
@@ -22,36 +20,20 @@ from curate.core.runner import run_recipe  # noqa: E402
 from curate.tokenizer import train_tokenizer  # noqa: E402
 
 
-class _Model(http.server.BaseHTTPRequestHandler):
-    prompts: list[str] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["prompt"]
-        type(self).prompts.append(prompt)
-        if "[doc]" in prompt:  # chunk level: remove every numbered line that starts with "Menu"
-            nums = [int(m) for m in re.findall(r"^\[(\d{3,})\]Menu", prompt, flags=re.M)]
-            text = "\n".join(f"remove_lines(line_start={n}, line_end={n})" for n in nums) or "skip_chunk()"
-        else:
-            text = "drop_doc()" if "spam" in prompt else "keep_doc()"
-        data = json.dumps({"choices": [{"text": text}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+def _refiner(path, auth, body):
+    """Plays a refining model by rule: drops documents about spam, removes the menu lines it is shown."""
+    prompt = body["prompt"]
+    if "[doc]" in prompt:  # chunk level: remove every numbered line that starts with "Menu"
+        nums = [int(m) for m in re.findall(r"^\[(\d{3,})\]Menu", prompt, flags=re.M)]
+        return 200, "\n".join(f"remove_lines(line_start={n}, line_end={n})" for n in nums) or "skip_chunk()"
+    return 200, "drop_doc()" if "spam" in prompt else "keep_doc()"
 
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Model)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    srv = CompletionServer(_refiner)
+    yield srv
+    srv.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +66,10 @@ def _rows(folder):
 def test_prox_doc_then_chunk_through_the_runner(server, tokenizer, tmp_path):
     docs = _docs(tmp_path / "d.jsonl")
     out = tmp_path / "out"
-    common = f"model: refiner, backend: openai, base_url: '{server}', tokenizer: '{tokenizer}'"
+    common = f"model: refiner, backend: openai, base_url: '{server.url}/v1', tokenizer: '{tokenizer}'"
     recipe = parse_recipe(f"input: {{path: {tmp_path / 'd.jsonl'}}}\noutput: {{path: {out}, write_rejected: true}}\n"
                           f"stages:\n  - prox_doc: {{{common}}}\n  - prox_chunk: {{{common}, max_chunk_tokens: 40}}\n", "<t>")
-    _Model.prompts.clear()
+    server.calls.clear()
     res = run_recipe(recipe)
     data, rejected = _rows(out / "data"), _rows(out / "rejected")
     assert rejected["2"]["drop_reason"] == "prox_drop_doc"
@@ -100,6 +82,6 @@ def test_prox_doc_then_chunk_through_the_runner(server, tokenizer, tmp_path):
     assert res.stats["prox_doc"].dropped == {"prox_drop_doc": 1}
     assert res.stats["prox_chunk"].dropped == {"prox_too_few_words": 1}
     assert not res.problems  # the ledger balances at every stage
-    chunked = [p for p in _Model.prompts if "[doc]" in p]
+    chunked = [body["prompt"] for _, _, body in server.calls if "[doc]" in body["prompt"]]
     assert len(chunked) > 3  # 40-token chunks: documents were cut into several prompts
     assert all(re.search(r"^\[\d{3}\]", p, flags=re.M) for p in chunked)
