@@ -112,6 +112,8 @@ def generated_mistakes(doc, skip=(), skip_exact=()):
 def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "model.bin"
     path.write_bytes(b"a stand-in: only its existence is checked at load time")
+    (path.parent / "refiner").mkdir()  # the refinement stages take a model folder
+    (path.parent / "refiner" / "config.json").write_text("{}")
     return str(path)
 
 
@@ -134,6 +136,8 @@ def _stage_values(cls, model_file):
             v = model_file if f.name == "model" else None
         if f.name == "model" and v != "lid.176":
             v = model_file
+            if cls.__module__.startswith("curate.refine"):
+                v = os.path.join(os.path.dirname(model_file), "refiner")
         if v is None or (isinstance(v, (list, dict)) and not v):
             hint = typing.get_type_hints(cls)[f.name]
             args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]

@@ -42,17 +42,19 @@ class LedgerError(RuntimeError):
     pass
 
 
-def derive_partitions(paths: list[str], bytes_per_partition: int = 512 << 20, most: int = 1 << 14) -> int:
-    """Shuffle partitions for the global stages, from the input's size: one per 512 MiB, 4 at least.
+def derive_partitions(paths: list[str], bytes_per_partition: int = 128 << 20, most: int = 1 << 14) -> int:
+    """Shuffle partitions for the global stages, from the input's size: one per 128 MiB, 4 at least.
 
-    What is shuffled are keys (16-24 bytes a document, a few hundred for MinHash bands), so a
-    partition of 512 MiB of input holds tens of MB of keys; more partitions would only multiply the
-    shuffle's elements (one per batch and partition), which the local runner's driver holds.
+    What is shuffled are keys (16-24 bytes a document, about 300 for MinHash bands), so a partition
+    of 128 MiB of input holds a few MB to tens of MB of keys. More partitions would multiply the
+    shuffle's elements (one per batch and partition, which the local runner's driver holds); fewer
+    would grow each reducer's share (bench/bench_scale.py measured both ways).
 
     Local inputs are measured with a glob; remote ones by one listing of each pattern through Beam's
     FileSystems (sizes only, nothing is read); when a remote listing fails here (no credentials on
-    the machine that builds the graph), 64, and a dry run never lists them (64: nothing runs). A stage's ``partitions:`` overrides it. Results never
-    depend on this number, only memory per reducer and parallelism do.
+    the machine that builds the graph), 64, and a dry run never lists them (64: nothing runs). A
+    stage's ``partitions:`` overrides it. Results never depend on this number, only memory per
+    reducer and parallelism do.
     """
     import glob as _glob
 

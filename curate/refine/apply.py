@@ -57,7 +57,7 @@ class ProxApply(GlobalStage):
 
     stage: ClassVar[str] = "prox_apply"
     reason: ClassVar[str] = "prox_drop_doc"
-    programs: list[str] | str = ""
+    programs: list[str] | str  # jsonl/parquet files (or globs) of id + program rows
     id_key: str = "id"
     program_key: str = "program"
     drop_ratio: float = 0.05
@@ -65,6 +65,10 @@ class ProxApply(GlobalStage):
     max_invalid: int = 2
     partitions: int | None = None
     mode: Literal["drop", "annotate"] = "drop"
+
+    def __post_init__(self):
+        if not self.programs:
+            raise ValueError("programs: name the files of id + program rows")
 
     def settings(self) -> Settings:
         return Settings(drop_ratio=self.drop_ratio, min_words=self.min_words, max_invalid=self.max_invalid)

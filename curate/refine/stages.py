@@ -34,7 +34,7 @@ from curate.core.stage import Mapper
 
 @dataclass(kw_only=True)
 class _Refiner(Mapper):
-    model: str = ""
+    model: str  # a local causal-LM folder (with its tokenizer); with backend openai, the served model's name
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     tokenizer: str | None = None  # default: the model folder's
     base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
@@ -45,12 +45,20 @@ class _Refiner(Mapper):
     max_new_tokens: int | None = None  # default: ProX's for the level
     limits: ClassVar[dict] = {}
 
+    def __post_init__(self):
+        import os
+
+        local = self.model.removeprefix("file://")
+        if self.backend != "openai" and "://" not in local and not os.path.isfile(os.path.join(local, "config.json")):
+            raise ValueError(f"model: no model folder at {self.model!r} (a folder with config.json and the tokenizer, "
+                             "e.g. the output of `curate train-refiner`)")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs base_url (the server, e.g. http://127.0.0.1:8000/v1)")
+
     def setup(self) -> None:
         from curate.refine.backends import make_backend
 
         if self.backend == "openai":
-            if not self.base_url:
-                raise ValueError(f"{self.stage}: backend openai needs base_url")
             self._backend = make_backend("openai", base_url=self.base_url, model=self.served_model or self.model)
         elif self.backend == "vllm":
             self._backend = make_backend("vllm", model_path=self.model, dtype=self.dtype)
