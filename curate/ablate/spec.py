@@ -331,6 +331,13 @@ def parse_ablate(text: str, where: str = "<ablate spec>", base_dir: str | None =
     if "eval" in data and not targets and not tasks:
         problems.append(f"{where}:{lines.get(('eval',), 1)}: eval: name at least one target (held-out loss) or task")
 
+    # a selector trained on the evaluation's own text would win by leaking it: refuse such an arm
+    evaluated = {**{f"target {n!r}": t.path for n, t in targets.items()},
+                 **{f"task {os.path.basename(t)!r}": t for t in tasks}}
+    for name, arm in arms.items():
+        for _, stage_model, mline in _stage_models(arm.stages, lines, ("arms", name, "stages")):
+            problems += [f"{where}:{mline}: arm {name!r}: {msg}" for msg in leak_problems(absolute(stage_model), evaluated)]
+
     spec = AblateSpec(where, pool_spec or {}, tok if isinstance(tok, str) else None, tok_vocab, seq_length or 128,
                       budget or 0, seeds, selection_seed or 0, baseline, arms, model, train, targets, tasks,
                       tasks_limit if isinstance(tasks_limit, int) else None)
@@ -346,6 +353,120 @@ def parse_ablate(text: str, where: str = "<ablate spec>", base_dir: str | None =
 
 def load_ablate(path: str) -> AblateSpec:
     return parse_ablate(read_text(path, "ablation spec"), path, base_dir=os.getcwd())
+
+
+# ------------------------------------------------------------------------- leaks of evaluation text
+
+
+def _stage_models(items, lines: dict, path: tuple):
+    """(stage index, model path, line) of every stage item that names a model file (``model:``)."""
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict) or len(item) != 1:
+            continue
+        (stype, params), = item.items()
+        model = params.get("model") if isinstance(params, dict) else None
+        if isinstance(model, str) and model:
+            yield i, model, lines.get(path + (i, stype, "model"), lines.get(path + (i,), lines.get(path, 1)))
+
+
+def training_files(model: str) -> dict[str, list[str]]:
+    """The files a fastText model was trained on, by role, from the ``MODEL.json`` that `curate train-scorer`
+    writes next to it (its ``data`` section: positive_data, negative_data, data); {} when there is none.
+
+    Paths in ``MODEL.json`` are as they were given to train-scorer (relative ones: to the folder it ran
+    in, which is taken to be the current one); globs are expanded.
+    """
+    import glob
+    import json
+
+    sidecar = model + ".json"
+    if "://" in model or not os.path.isfile(sidecar):
+        return {}
+    try:
+        with open(sidecar) as f:
+            data = (json.load(f) or {}).get("data") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out: dict[str, list[str]] = {}
+    for role in ("positive_data", "negative_data", "data"):
+        entries = data.get(role) or []
+        for e in entries if isinstance(entries, list) else [entries]:
+            p = e.get("path") if isinstance(e, dict) else e
+            for q in p if isinstance(p, list) else [p]:
+                if not isinstance(q, str):
+                    continue
+                q = os.path.expanduser(q)
+                found = glob.glob(q) or [q]
+                out.setdefault(role, []).extend(os.path.realpath(x) for x in found)
+    return out
+
+
+def leak_problems(model: str, evaluated: dict[str, str]) -> list[str]:
+    """Problems when ``model`` was trained on a file the ablation evaluates on (``evaluated``: label -> path)."""
+    files = training_files(model)
+    if not files:
+        return []
+    real = {os.path.realpath(p): label for label, p in evaluated.items()}
+    out = []
+    for role, paths in files.items():
+        for p in sorted(set(paths)):
+            if p in real:
+                out.append(f"its model {model} was trained on {p} ({role} in {model}.json), which is the evaluation's "
+                           f"{real[p]}: the arm would be scored on text its selector was trained on (a leak); retrain "
+                           "the model without that file (see samples/ablate/quality-heldout.yaml) or evaluate on other text")
+    return out
+
+
+def validate_spec(path: str, output: str | None = None) -> list[str]:
+    """Every problem `curate ablate PATH` would stop on before training, as file:line messages; [] when none.
+
+    Nothing runs and nothing is written: the spec itself (:func:`parse_ablate`, including the leak
+    check of every arm's model), each arm's stages as the recipe the arm runs (missing model files,
+    stage parameters), the targets' text, and with a tokenizer path also what needs tokens (each
+    target holds a sequence, each task continuation fits seq_length). With ``output``, that it does
+    not overlap the pool. A tokenizer trained on the pool ({vocab_size: N}) is not trained here: the
+    token checks then run at the start of the ablation.
+    """
+    import yaml
+
+    from curate.core.recipe import parse_recipe
+    from curate.core.safety import UserError, check_output
+
+    try:
+        spec = load_ablate(path)
+    except RecipeError as e:
+        return list(e.problems) if hasattr(e, "problems") else [str(e)]
+    problems: list[str] = []
+    for arm in spec.arms.values():
+        text = yaml.safe_dump({"input": spec.pool, "output": os.path.join(output or os.getcwd(), "_validate"),
+                               "stages": arm.stages}, sort_keys=False)
+        try:
+            parse_recipe(text, f"{path} (arm {arm.name!r})")
+        except RecipeError as e:
+            problems += list(e.problems) if hasattr(e, "problems") else [str(e)]
+    from curate.ablate import run as R
+
+    for t in spec.targets.values():
+        try:
+            R._target_texts(t)
+        except (UserError, OSError, ValueError) as e:
+            problems.append(f"{path}: {e}")
+    if spec.tokenizer:
+        try:
+            from curate.tokenizer import load_tokenizer
+
+            tok = load_tokenizer(spec.tokenizer)
+            for t in spec.targets.values():
+                R.pack_target(t, tok, spec.seq_length)
+            R.check_tasks(spec, tok)
+        except (UserError, OSError, ValueError) as e:
+            problems.append(f"{path}: {e}")
+    if output:
+        try:
+            check_output(os.path.abspath(output), spec.pool["path"], "--output")
+        except UserError as e:
+            problems.append(f"{path}: {e}")
+    return problems
 
 
 def dump(obj) -> str:

@@ -6,6 +6,8 @@ output: out/preselect-labels        # or --output
 models:                             # the family: at least 2 (PreSelect uses 6+), distinct abilities
   - {name: small-a, path: out/family/a/final}               # a local checkpoint folder
   - {name: smollm2, path: models/smollm2-135m, ability: -1.05}   # ability given: higher is better
+  - {name: smol-gguf, path: models/SmolLM2-135M-Instruct.Q4_1.gguf,   # a .gguf file: converted once (needs `gguf`)
+     dtype: bfloat16, max_length: 512, stride: 448, batch_size: 8}   # per-model overrides of the settings below
 ability:                            # how missing abilities are measured
   measure: bpc                      # bpc: -bits per character on `target` | downstream: mean accuracy on `tasks`
   target: [../shared/data/eval/lambada_openai.jsonl]
@@ -43,7 +45,17 @@ class ModelSpec:
     path: str
     ability: float | None = None
     tokenizer: str | None = None
-    limits = {"ability": (None, None)}  # an ability may be negative (-bits per character)
+    # per-model overrides of the config's settings (a big model may want a longer window, bfloat16, smaller batches)
+    dtype: str | None = None
+    max_length: int | None = None
+    stride: int | None = None
+    batch_size: int | None = None
+    limits = {"ability": (None, None), "max_length": (2, None), "stride": (1, None)}  # ability may be negative (-bpc)
+
+    def settings(self, cfg: "LabelConfig") -> dict:
+        """This model's effective dtype, max_length, stride and batch_size (its own, else the config's)."""
+        return {k: getattr(self, k) if getattr(self, k) is not None else getattr(cfg, k)
+                for k in ("dtype", "max_length", "stride", "batch_size")}
 
 
 @dataclass
@@ -149,9 +161,22 @@ def parse_config(text: str, where: str = "<config>", output: str | None = None, 
                                 f"already used by models[{seen[spec.name]}]")
             seen.setdefault(spec.name, i)
             spec.path = _expand(spec.path, os.getcwd())
-            if check_paths and not os.path.isfile(os.path.join(spec.path, "config.json")):
-                problems.append(f"{where}:{lines.get(('models', i, 'path'), at)}: models[{i}]: {spec.path} is not a "
-                                "model folder (no config.json; a `curate train` checkpoint such as out/model/final)")
+            pline = lines.get(('models', i, 'path'), at)
+            if spec.path.lower().endswith(".gguf"):
+                from curate.models.gguf import gguf_available
+
+                if check_paths and not os.path.isfile(spec.path):
+                    problems.append(f"{where}:{pline}: models[{i}]: no GGUF file at {spec.path}")
+                elif not gguf_available():
+                    problems.append(f"{where}:{pline}: models[{i}]: {spec.path} is a GGUF file, which needs the 'gguf' "
+                                    "package (pip install gguf), or convert it first: python -m curate.models.gguf "
+                                    "FILE.gguf FOLDER, and name the folder")
+            elif check_paths and not os.path.isfile(os.path.join(spec.path, "config.json")):
+                problems.append(f"{where}:{pline}: models[{i}]: {spec.path} is not a model folder (no config.json; a "
+                                "`curate train` checkpoint such as out/model/final, a transformers folder, or a .gguf file)")
+            if spec.dtype is not None and spec.dtype not in ("float32", "bfloat16", "float16"):
+                problems.append(f"{where}:{lines.get(('models', i, 'dtype'), at)}: models[{i}]: dtype must be float32, "
+                                f"bfloat16 or float16, got {spec.dtype!r}")
             if spec.tokenizer:
                 spec.tokenizer = _expand(spec.tokenizer, os.getcwd())
             specs.append(spec)
@@ -186,6 +211,13 @@ def parse_config(text: str, where: str = "<config>", output: str | None = None, 
     ml, st = raw.get("max_length"), raw.get("stride")
     if isinstance(ml, int) and isinstance(st, int) and st >= ml:
         problems.append(f"{where}:{lines.get(('stride',), 1)}: stride ({st}) must be below max_length ({ml})")
+    for i, m in enumerate(specs):
+        mml = m.max_length if m.max_length is not None else ml
+        mst = m.stride if m.stride is not None else st
+        if (m.max_length is not None or m.stride is not None) and isinstance(mml, int) and isinstance(mst, int) \
+                and mst >= mml:
+            problems.append(f"{where}:{lines.get(('models', i), 1)}: models[{i}]: stride ({mst}) must be below "
+                            f"max_length ({mml})")
     if not re.match(r"^(auto|cpu|cuda(:\d+)?|mps)$", cfg.device):
         problems.append(f"{where}:{lines.get(('device',), 1)}: device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.heldout_fraction >= 1:

@@ -31,6 +31,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from curate import schema as S
 from curate.core.stage import ERRORS, KEPT
 from curate.preselect import family
+from curate.models.gguf import is_gguf
 from curate.preselect.config import LabelConfig
 from curate.preselect.strength import balanced_labels, predictive_strength, unit_hash
 
@@ -69,8 +70,9 @@ class _ModelLoss(beam.DoFn):
 
     def __init__(self, spec, cfg: LabelConfig):
         self.spec = spec
-        self.kwargs = dict(tokenizer=spec.tokenizer, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length)
-        self.stride, self.batch_size = cfg.stride, cfg.batch_size
+        st = spec.settings(cfg)
+        self.kwargs = dict(tokenizer=spec.tokenizer, device=cfg.device, dtype=st["dtype"], max_length=st["max_length"])
+        self.stride, self.batch_size = st["stride"], st["batch_size"]
 
     def process(self, batch: pa.RecordBatch):
         lm = family.cached_model(self.spec.path, **self.kwargs)
@@ -97,21 +99,40 @@ def measure_abilities(cfg: LabelConfig, log=print) -> dict[str, float]:
             out[m.name] = float(m.ability)
             continue
         ab = cfg.ability
-        lm = family.cached_model(m.path, tokenizer=m.tokenizer, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length)
+        st = m.settings(cfg)
+        lm = family.cached_model(m.path, tokenizer=m.tokenizer, device=cfg.device, dtype=st["dtype"],
+                                 max_length=st["max_length"])
         if ab.measure == "bpc":
             if texts is None:
                 texts = [t[:cfg.max_chars] for t in family.read_texts(ab.target, ab.text_keys, ab.max_docs)]
                 if not texts:
                     raise ValueError(f"ability target {ab.target} has no text under {ab.text_keys}")
-            out[m.name] = family.measure_bpc_ability(lm, texts, cfg.stride, cfg.batch_size)
+            out[m.name] = family.measure_bpc_ability(lm, texts, st["stride"], st["batch_size"])
         else:
-            out[m.name] = family.measure_downstream_ability(lm, ab.tasks, ab.limit, cfg.batch_size)
+            out[m.name] = family.measure_downstream_ability(lm, ab.tasks, ab.limit, st["batch_size"])
         log(f"  ability {m.name}: {out[m.name]:.4f}")
     family.release_models()
     if len(set(out.values())) < 2:
         raise ValueError(f"all models have the same ability ({next(iter(out.values()))}); predictive strength needs "
                          "models of different abilities")
     return out
+
+
+def prepare_models(cfg: LabelConfig, log=print) -> None:
+    """Models named by a ``.gguf`` file: converted once to a transformers folder under ``OUTPUT/gguf/``.
+
+    The folder is ``OUTPUT/gguf/<file stem>-<hash of the file's path, size and mtime>`` (see
+    :func:`curate.models.gguf.cached_conversion`): a rerun into the same output reuses it, a changed
+    file gets a new folder. The model's ``path`` becomes that folder (``source`` keeps the file).
+    """
+    for m in cfg.models:
+        if is_gguf(m.path):
+            from curate.models.gguf import cached_conversion
+
+            m.source = m.path
+            m.path = cached_conversion(m.path, os.path.join(cfg.output, "gguf"), log=log)
+            if m.tokenizer is None:
+                m.tokenizer = m.path
 
 
 def _metric(result, name: str) -> int:
@@ -137,6 +158,8 @@ def run_label(cfg: LabelConfig, runner: str | None = None, workers: int = 1, bea
     measure = ("given" if all(m.ability is not None for m in cfg.models)
                else f"{cfg.ability.measure}" + (f" on {', '.join(cfg.ability.target)}" if cfg.ability.measure == "bpc"
                                                else f" on {', '.join(cfg.ability.tasks)}"))
+    os.makedirs(out, exist_ok=True)
+    prepare_models(cfg, log)
     log(f"abilities ({measure}):")
     abilities = measure_abilities(cfg, log)
     names = [m.name for m in cfg.models]
@@ -183,7 +206,8 @@ def run_label(cfg: LabelConfig, runner: str | None = None, workers: int = 1, bea
     total_infer = sum(infer_ms.values()) / 1000.0
     summary = {
         "config": cfg.source_file,
-        "models": [{"name": m.name, "path": m.path, "ability": abilities[m.name],
+        "models": [{"name": m.name, "path": m.path, **({"gguf": m.source} if getattr(m, "source", None) else {}),
+                    **{k: v for k, v in m.settings(cfg).items()}, "ability": abilities[m.name],
                     "ability_source": "config" if m.ability is not None else measure,
                     "mean_bpc": float(np.nanmean(table.column(loss_column(m.name)).to_numpy(zero_copy_only=False))),
                     "inference_seconds": infer_ms[m.name] / 1000.0} for m in cfg.models],
