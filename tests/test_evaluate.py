@@ -31,13 +31,7 @@ WORDS = sorted({w for s in SENTENCES for w in s.split()} | {
 })
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny matrices: intra-op threading only adds synchronisation cost, badly so on a busy 2-core box
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_jsonl(path, records):

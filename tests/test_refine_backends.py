@@ -23,12 +23,7 @@ from curate.tokenizer import train_tokenizer  # noqa: E402
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
