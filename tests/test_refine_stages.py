@@ -74,7 +74,7 @@ def test_prox_doc_then_chunk_through_the_runner(server, tokenizer, tmp_path):
     data, rejected = _rows(out / "data"), _rows(out / "rejected")
     assert rejected["2"]["drop_reason"] == "prox_drop_doc"
     assert data["1"]["text"] == prose(1) + "\n" + prose(2)  # both menu lines gone, by their document-wide numbers
-    assert data["1"]["prox_chunk_action"] == "refined"
+    assert data["1"]["prox_chunk_action"] == "refined" and data["1"]["prox_chunk_invalid"] == 0
     assert data["1"]["prox_chunk_program"] == ("remove_lines(line_start=0, line_end=0)\n"
                                                "remove_lines(line_start=2, line_end=2)")
     assert data["3"]["text"] == docs[2]["text"] and data["3"]["prox_doc_program"] == "keep_doc()"

@@ -11,8 +11,8 @@ through one backend (:mod:`curate.refine.backends`: ``transformers`` on CPU or G
 * ``prox_chunk``: the document's lines in chunks of at most ``max_chunk_tokens`` tokens, one prompt
   per chunk; the chunks' programs are combined into the document's program (line numbers are
   document-wide) and executed with ProX's rules: a refined text, a drop (``prox_word_ratio``,
-  ``prox_too_few_words``) or the text unchanged. Columns ``prox_chunk_program`` (the calls applied)
-  and ``prox_chunk_action``.
+  ``prox_too_few_words``) or the text unchanged. Columns ``prox_chunk_program`` (the calls applied),
+  ``prox_chunk_action`` and ``prox_chunk_invalid`` (invalid calls in the model's program).
 
 Recipe example (the refiner of ``curate train-refiner``, or any causal LM folder)::
 
@@ -43,6 +43,7 @@ class _Refiner(Mapper):
     device: str = "auto"
     dtype: str = "float32"
     max_new_tokens: int | None = None  # default: ProX's for the level
+    num_threads: int | None = None  # transformers on CPU: torch threads (1 is fastest on a busy machine)
     limits: ClassVar[dict] = {}
 
     def __post_init__(self):
@@ -64,7 +65,7 @@ class _Refiner(Mapper):
             self._backend = make_backend("vllm", model_path=self.model, dtype=self.dtype)
         else:
             self._backend = make_backend("transformers", model_path=self.model, device=self.device, dtype=self.dtype,
-                                         batch_size=self.batch_size)
+                                         batch_size=self.batch_size, num_threads=self.num_threads)
         from transformers import AutoTokenizer
 
         self._tok = AutoTokenizer.from_pretrained(self.tokenizer or self.model)
@@ -124,4 +125,5 @@ class ProxChunk(_Refiner):
         reasons = np.array([f"prox_{w or 'drop_doc'}" if a == "dropped" else None for a, w in zip(action, why)], dtype=object)
         new = [t if t is not None else o for t, o in zip(res["text"].to_pylist(), texts)]
         return (pa.array(new, type=batch.column(S.TEXT).type), reasons,
-                {"prox_chunk_program": res["applied"], "prox_chunk_action": res["action"]})
+                {"prox_chunk_program": res["applied"], "prox_chunk_action": res["action"],
+                 "prox_chunk_invalid": res["n_invalid"]})
