@@ -60,7 +60,7 @@ def replicate(target_gb: float, folder: str, shards: int = 8) -> tuple[str, int]
     return os.path.join(folder, "*.jsonl"), written
 
 
-def run_job(src: str, out: str, workers: int, without: list[str] = ()) -> dict:
+def run_job(src: str, out: str, workers: int, without: list[str] = (), rejected: bool = True) -> dict:
     """Run the quickstart recipe (minus the stages in ``without``) in this process, sampling the RSS of it
     and its workers."""
     from bench_fuzzy import peak_rss
@@ -70,6 +70,7 @@ def run_job(src: str, out: str, workers: int, without: list[str] = ()) -> dict:
 
     recipe = load_recipe(os.path.join(ROOT, "pipelines", "quickstart.yaml"), [src], out)
     recipe.stages = [(n, obj) for n, obj in recipe.stages if n not in without]
+    recipe.output.write_rejected = recipe.output.write_rejected and rejected
     r = peak_rss(lambda: run_recipe(recipe, workers=workers))
     res = r["result"]
     return {"docs_in": res.stats["read"].n_in, "docs_out": res.stats["write"].kept, "ledger_ok": not res.problems,
@@ -77,11 +78,12 @@ def run_job(src: str, out: str, workers: int, without: list[str] = ()) -> dict:
             "driver_mb": r["driver_mb"], "worker_mb": r["worker_mb"]}
 
 
-def child(src: str, out: str, workers: int, without: list[str] = ()) -> dict:
+def child(src: str, out: str, workers: int, without: list[str] = (), rejected: bool = True) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--job", "--src", src, "--out", out, "--workers", str(workers),
-                           *(["--without", *without] if without else [])], capture_output=True, text=True, cwd=ROOT)
+                           *(["--without", *without] if without else []), *([] if rejected else ["--no-rejected"])],
+                          capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -100,11 +102,13 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--keep", action="store_true", help="keep the generated inputs")
     ap.add_argument("--without", nargs="+", default=[], help="drop these stages from the recipe (to see what costs memory)")
+    ap.add_argument("--no-rejected", action="store_true", help="do not write the dropped documents")
     a = ap.parse_args()
     if a.job:
-        print(json.dumps(run_job(a.src, a.out, a.workers, a.without)))
+        print(json.dumps(run_job(a.src, a.out, a.workers, a.without, not a.no_rejected)))
         return
-    print(f"quickstart cascade (pipelines/quickstart.yaml{' without ' + ', '.join(a.without) if a.without else ''}), "
+    print(f"quickstart cascade (pipelines/quickstart.yaml{' without ' + ', '.join(a.without) if a.without else ''}"
+          f"{', no rejected/' if a.no_rejected else ''}), "
           f"--workers {a.workers}, real text replicated with edits")
     print(f"{'input':>8} {'docs in':>10} {'written':>9} {'wall s':>8} {'s/GB':>7} {'CPU-s/GB':>9} "
           f"{'driver MB':>10} {'worker MB':>10} {'scratch/input':>14}  ledger")
@@ -114,7 +118,7 @@ def main():
         src, nbytes = replicate(gb, folder)
         out = os.path.join(WORK, f"out-{gb:g}")
         shutil.rmtree(out, ignore_errors=True)
-        r = child(src, out, a.workers, a.without)
+        r = child(src, out, a.workers, a.without, not a.no_rejected)
         size = nbytes / 1e9
         print(f"{size:7.2f}G {r['docs_in']:>10,} {r['docs_out']:>9,} {r['wall_s']:8.1f} {r['wall_s'] / size:7.0f} "
               f"{r['cpu_s'] / size:9.0f} {r['driver_mb']:10.0f} {r['worker_mb']:10.0f} "
