@@ -114,6 +114,28 @@ def string_offsets(arr: pa.Array):
     return offsets, memoryview(data)
 
 
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets as int64 into ``data``, the whole data buffer as uint8) of a string array, zero-copy."""
+    bufs = arr.buffers()
+    off = np.frombuffer(bufs[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    off = off[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return off, data
+
+
+def strings_like(like: pa.Array, lengths: np.ndarray, data: np.ndarray) -> pa.Array:
+    """A string array of ``like``'s type and nulls from each value's byte length and the values' bytes
+    one after the other (the kernels that rewrite text build their output this way: one buffer)."""
+    large = pa.types.is_large_string(like.type)
+    off = np.zeros(len(like) + 1, np.int64)
+    np.cumsum(lengths, out=off[1:])
+    if not large and off[-1] >= 2**31:
+        raise ValueError("a batch's text grew past 2 GB")
+    validity = pa.array(np.asarray(like.is_valid())).buffers()[1] if like.null_count else None
+    return pa.Array.from_buffers(like.type, len(like), [validity, pa.py_buffer(off.astype(np.int64 if large else np.int32)),
+                                                        pa.py_buffer(data)], null_count=like.null_count)
+
+
 _FOLD_BLOCK = 1 << 22
 
 
@@ -130,11 +152,8 @@ def fold_whitespace(arr) -> pa.Array:
     n = len(arr)
     if n == 0:
         return arr
-    large = pa.types.is_large_string(arr.type)
-    bufs = arr.buffers()
-    off = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)[arr.offset: arr.offset + n + 1].astype(np.int64)
-    data = (np.frombuffer(bufs[2], dtype=np.uint8)[off[0]: off[-1]] if bufs[2] is not None
-            else np.zeros(0, np.uint8))
+    off, data = string_buffers(arr)
+    data = data[off[0]: off[-1]]
     off -= off[0]
     starts = off[:-1]
     out = np.empty(len(data), np.uint8)
@@ -162,13 +181,7 @@ def fold_whitespace(arr) -> pa.Array:
         prev_ws = bool(ws[-1])
     if not changed:
         return arr
-    out = out[:w]
-    new_off = np.zeros(n + 1, np.int64)
-    np.cumsum(np.diff(off) - removed, out=new_off[1:])
-    # the validity bitmap, re-based to offset 0 with the values
-    validity = pa.array(np.asarray(arr.is_valid())).buffers()[1] if arr.null_count else None
-    return pa.Array.from_buffers(arr.type, n, [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
-                                                pa.py_buffer(out)], null_count=arr.null_count)
+    return strings_like(arr, np.diff(off) - removed, out[:w])
 
 
 _PIECE = 1 << 20
@@ -233,12 +246,9 @@ def nfkc(text) -> pa.Array:
     todo = np.flatnonzero(~np.asarray(pc.fill_null(pc.string_is_ascii(text), True)))
     if not len(todo):
         return text
-    large = pa.types.is_large_string(text.type)
-    bufs = text.buffers()
-    off = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)[text.offset: text.offset + len(text) + 1]
-    data = np.frombuffer(bufs[2], dtype=np.uint8)
-    mv = memoryview(bufs[2])
-    lengths = np.diff(off).astype(np.int64)
+    off, data = string_buffers(text)
+    mv = memoryview(data)
+    lengths = np.diff(off)
     out = _Out(int(off[-1] - off[0]) + (1 << 16))
     done, changed = 0, False  # rows before `done` are in `out`
     for i in todo.tolist():
@@ -259,13 +269,7 @@ def nfkc(text) -> pa.Array:
     if not changed:
         return text
     out.write(data[int(off[done]): int(off[-1])])
-    new_off = np.zeros(len(text) + 1, np.int64)
-    np.cumsum(lengths, out=new_off[1:])
-    if not large and new_off[-1] >= 2**31:
-        raise ValueError("NFKC made a batch's text longer than 2 GB")
-    validity = pa.array(np.asarray(text.is_valid())).buffers()[1] if text.null_count else None
-    return pa.Array.from_buffers(text.type, len(text), [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
-                                                        pa.py_buffer(out.buf[: out.n])], null_count=text.null_count)
+    return strings_like(text, lengths, out.buf[: out.n])
 
 
 # ------------------------------------------------------------------------------------------ hashing

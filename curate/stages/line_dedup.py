@@ -89,11 +89,8 @@ def _keep_lines(text: pa.Array, offsets: np.ndarray, keep: np.ndarray) -> pa.Arr
     """``text`` with only the kept lines (``"\\n"``-separated, in order), rebuilt by copying runs of
     consecutive kept lines as byte ranges of the original buffer: one output buffer, no per-line
     strings (a huge document costs 1x its size here, not three copies)."""
-    large = pa.types.is_large_string(text.type)
-    bufs = text.buffers()
     n = len(text)
-    toff = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)[text.offset: text.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    toff, data = S.string_buffers(text)
     n_lines = np.diff(offsets)
     doc = np.repeat(np.arange(n), n_lines)
     # byte positions of the "\\n"s of every document, in order
@@ -125,11 +122,7 @@ def _keep_lines(text: pa.Array, offsets: np.ndarray, keep: np.ndarray) -> pa.Arr
         out[w: w + hi - lo] = data[lo:hi]
         w += hi - lo
         last_doc = d
-    new_off = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=new_off[1:])
-    validity = pa.array(np.asarray(text.is_valid())).buffers()[1] if text.null_count else None
-    return pa.Array.from_buffers(text.type, n, [validity, pa.py_buffer(new_off.astype(np.int64 if large else np.int32)),
-                                                pa.py_buffer(out)], null_count=text.null_count)
+    return S.strings_like(text, lengths, out)
 
 
 @register
