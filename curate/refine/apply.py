@@ -32,7 +32,7 @@ from curate.core.global_stage import MSG, STATES, Decision, GlobalStage, Outbox,
 from curate.core.groups import groups
 from curate.core.registry import register
 from curate.core.stage import ERRORS, KEPT, REJECTED
-from curate.refine.execute import Settings, execute_batch
+from curate.refine.execute import Settings, execute_batch, outcome
 
 PROGRAMS = "programs"  # marks the program side of a partition's payloads
 
@@ -120,35 +120,28 @@ class ProxApply(GlobalStage):
         for p in np.flatnonzero(dup):
             programs[p] = None
         res = execute_batch(view.batch.column(S.TEXT), programs, self.settings())
+        text, reasons = outcome(res, view.batch.column(S.TEXT))
         action = np.asarray(res["action"].to_pylist(), dtype=object)
         has = np.array([p is not None for p in programs])
         action[~has] = "no_program"
         keep = action != "dropped"
-        why = res["reason"].to_pylist()
-        reasons = np.array([None if k else f"prox_{w or 'drop_doc'}" for k, w in zip(keep.tolist(), why)], dtype=object)
         for a, c in zip(*np.unique(action.astype(str), return_counts=True)):
             Metrics.counter("curate.info", f"{self.ctx.name}_{a}").inc(int(c))
         columns = {"prox_program": res["applied"], "prox_action": pa.array(action.tolist(), type=pa.string()),
                    "prox_invalid": res["n_invalid"]}
         refined = action == "refined"
-        text = res["text"] if refined.any() else None
         errors = np.flatnonzero(dup) if dup.any() else None
         if self.mode == "annotate":
             return Decision(keep=keep, reasons=reasons, columns=columns, errors=errors, error_reason="two programs for one id")
         keep = keep & ~dup
         return Decision(keep=keep, reasons=reasons, columns=columns, errors=errors, error_reason="two programs for one id",
-                        rewrite=True if refined.any() else None,
-                        text=None if text is None else pa.array([t if t is not None else o for t, o in
-                                                                 zip(text.to_pylist(), view.batch.column(S.TEXT).to_pylist())],
-                                                                type=view.batch.column(S.TEXT).type))
+                        rewrite=True if refined.any() else None, text=text if refined.any() else None)
 
     def rewrite(self, batch: pa.RecordBatch, data) -> pa.Array:
         """The refined text again, from the applied calls kept in ``prox_program`` (deterministic)."""
         applied = batch.column("prox_program").to_pylist()
         progs = [a if a else None for a in applied]
-        res = execute_batch(batch.column(S.TEXT), progs, self.settings())
-        old = batch.column(S.TEXT).to_pylist()
-        return pa.array([t if t is not None else o for t, o in zip(res["text"].to_pylist(), old)], type=batch.column(S.TEXT).type)
+        return outcome(execute_batch(batch.column(S.TEXT), progs, self.settings()), batch.column(S.TEXT))[0]
 
     def expand_step(self, states, ctx: StageContext):
         from curate.io.readers import InputSpec

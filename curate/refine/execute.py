@@ -177,3 +177,16 @@ def execute_batch(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
             "reason": pa.array(out["reason"], type=pa.string()),
             "applied": pa.array(out["applied"], type=pa.string()),
             "n_invalid": pa.array(out["n_invalid"], type=pa.int32())}
+
+
+def outcome(res: dict[str, pa.Array], original) -> tuple[pa.Array, "np.ndarray"]:
+    """What a stage makes of :func:`execute_batch`'s result: the text of every document (the refined
+    one, else the original: a dropped document keeps its text for ``rejected/``) and the drop
+    reason per document (``prox_<reason>``, None for the kept ones)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    text = pc.coalesce(res["text"], original)
+    reasons = np.array([f"prox_{why or 'drop_doc'}" if act == "dropped" else None
+                        for act, why in zip(res["action"].to_pylist(), res["reason"].to_pylist())], dtype=object)
+    return text, reasons

@@ -104,7 +104,7 @@ class ProxChunk(_Refiner):
     max_invalid: int = 2
 
     def map(self, batch: pa.RecordBatch):
-        from curate.refine.execute import Settings, execute_batch
+        from curate.refine.execute import Settings, execute_batch, outcome
         from curate.refine.prompts import CHUNK_MAX_NEW_TOKENS, chunk_prompts, combine_chunk_programs
 
         texts = batch.column(S.TEXT).to_pylist()
@@ -120,10 +120,7 @@ class ProxChunk(_Refiner):
         programs = [combine_chunk_programs(outs) for outs in per_doc]
         res = execute_batch(batch.column(S.TEXT), programs,
                             Settings(drop_ratio=self.drop_ratio, min_words=self.min_words, max_invalid=self.max_invalid))
-        action = res["action"].to_pylist()
-        why = res["reason"].to_pylist()
-        reasons = np.array([f"prox_{w or 'drop_doc'}" if a == "dropped" else None for a, w in zip(action, why)], dtype=object)
-        new = [t if t is not None else o for t, o in zip(res["text"].to_pylist(), texts)]
-        return (pa.array(new, type=batch.column(S.TEXT).type), reasons,
+        text, reasons = outcome(res, batch.column(S.TEXT))
+        return (text, reasons,
                 {"prox_chunk_program": res["applied"], "prox_chunk_action": res["action"],
                  "prox_chunk_invalid": res["n_invalid"]})
