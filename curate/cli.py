@@ -117,6 +117,17 @@ def cmd_refine(args, beam_args) -> int:
     return _run_and_report(recipe, args, beam_args)
 
 
+PASSTHROUGH = ("fit-mixture", "train-refiner", "annotate-refiner")  # commands with their own argument parser
+
+
+def _passthrough(sub, name: str, fn, help: str) -> None:
+    """A subcommand whose arguments (``--help`` included) go whole to its own parser."""
+    assert name in PASSTHROUGH
+    p = sub.add_parser(name, help=help, add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=fn)
+
+
 def cmd_train_refiner(args, beam_args) -> int:
     from curate.refine.train import main as train_refiner_main
 
@@ -481,15 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_refine)
 
-    p = sub.add_parser("annotate-refiner", help="ProX programs derived from curate's rules: training data for a refiner",
-                       add_help=False, description="curate annotate-refiner INPUT... -o OUT.jsonl (see --help)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_annotate_refiner)
-
-    p = sub.add_parser("train-refiner", help="fine-tune a small causal LM into a ProX refiner", add_help=False,
-                       description="curate train-refiner BASE_MODEL ANNOTATIONS.jsonl... --output DIR (see --help)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_train_refiner)
+    _passthrough(sub, "annotate-refiner", cmd_annotate_refiner,
+                 "ProX programs derived from curate's rules: training data for a refiner")
+    _passthrough(sub, "train-refiner", cmd_train_refiner, "fine-tune a small causal LM into a ProX refiner")
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
         "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "
@@ -546,10 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_ablate)
 
-    p = sub.add_parser("fit-mixture", help="fit the CMR scaling law to small runs; print the critical mixture ratio",
-                       add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_fit_mixture)
+    _passthrough(sub, "fit-mixture", cmd_fit_mixture, "fit the CMR scaling law to small runs; print the critical mixture ratio")
 
     p = sub.add_parser("validate", help="check a recipe, mixture spec or trainer config without running it", description=(
         "Run every check that `curate run`, `curate mix` or `curate train` makes before starting, and nothing else. "
@@ -562,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_stages)
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in BEAM_COMMANDS + ("fit-mixture", "train-refiner", "annotate-refiner"):
+    if rest and args.command not in BEAM_COMMANDS + PASSTHROUGH:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     subparser = sub.choices.get(args.command)
     nested = getattr(args, f"{args.command}_command", None)  # e.g. `refine apply`: that parser's options
