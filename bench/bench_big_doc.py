@@ -33,6 +33,7 @@ ROOT = os.path.dirname(HERE)
 DATA = os.path.join(HERE, "_data")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
+import curate  # noqa: E402,F401  (first, as the `curate` command does: it picks Arrow's allocator before pyarrow loads)
 
 RULE_STAGES = [
     "gopher_quality", "gopher_repetition", "c4_quality", "c4_lines", "fineweb_quality", "web_quality",
