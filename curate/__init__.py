@@ -1,4 +1,8 @@
-"""curate: streaming data curation for LLM pretraining corpora on Apache Beam and Arrow."""
+"""curate: streaming data curation for LLM pretraining corpora on Apache Beam and Arrow.
+
+The Python API (``curate.Pipeline``, ``curate.apply``, ``curate.stage``, ``curate.run``, ...) lives in
+``curate.api``; its names are loaded on first use, so ``import curate`` stays light (no Beam).
+"""
 
 import os as _os
 import sys as _sys
@@ -11,3 +15,17 @@ __version__ = "0.1.0"
 # variable when it first allocates, and Beam's worker processes inherit it; a user's own setting wins.
 if _sys.platform.startswith("linux"):
     _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+_API = ("Pipeline", "Result", "TableResult", "apply", "list_stages", "read_output", "run", "run_recipe", "stage")
+
+
+def __getattr__(name):
+    if name in _API:
+        from curate import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'curate' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

@@ -37,8 +37,9 @@ def _console(stderr: bool = False):
 
 
 def _run_and_report(recipe, args, beam_args) -> int:
+    from curate.api import run_recipe  # the Python API's: plugin modules reach --workers processes
     from curate.core.report import print_summary
-    from curate.core.runner import LedgerError, run_recipe
+    from curate.core.runner import LedgerError
 
     try:
         res = run_recipe(recipe, runner=args.runner, workers=args.workers, beam_args=beam_args,
@@ -61,6 +62,8 @@ def cmd_run(args, beam_args) -> int:
     recipe = load_recipe(args.recipe, args.input, args.output, check_inputs=True)
     if args.write_rejected:
         recipe.output.write_rejected = True
+    if args.limit is not None:
+        recipe.input.limit = args.limit
     return _run_and_report(recipe, args, beam_args)
 
 
@@ -69,6 +72,8 @@ def cmd_score(args, beam_args) -> int:
 
     options = {k: v for k, v in (("text_key", args.text_key), ("id_key", args.id_key), ("html_key", args.html_key)) if v}
     recipe = score_recipe(args.input, args.scorer, args.output, **options)
+    if args.limit is not None:
+        recipe.input.limit = args.limit
     return _run_and_report(recipe, args, beam_args)
 
 
@@ -76,7 +81,7 @@ def cmd_inspect(args, beam_args) -> int:
     from curate.inspect import inspect
 
     try:
-        inspect(args.path, args.output, args.column)
+        inspect(args.path, args.output, args.column, console=_console(), as_json=args.json)
     except (FileNotFoundError, ValueError) as e:  # UserError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -115,6 +120,16 @@ def cmd_refine(args, beam_args) -> int:
                                 ("max_invalid", args.max_invalid)) if v is not None}
     recipe = refine_recipe(args.input, args.programs, args.output, **params)
     return _run_and_report(recipe, args, beam_args)
+
+
+def cmd_decontaminate_report(args, beam_args) -> int:
+    from curate.stages.decontaminate import print_report, report
+
+    summary = report(args.input, args.references, args.output, reference_fields=args.reference_fields,
+                     ngram=args.ngram, min_ngram=args.min_ngram, text_key=args.text_key, id_key=args.id_key,
+                     max_examples=args.max_examples)
+    print_report(summary, args.output)
+    return 0
 
 
 PASSTHROUGH = ("fit-mixture", "train-refiner", "annotate-refiner")  # commands with their own argument parser
@@ -222,6 +237,8 @@ def cmd_train(args, beam_args) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 prints the summary
+        return 0
     if "stopped_at" in res:
         print(f"stopped at step {res['stopped_at']} (--stop-at-step); run again to resume")
         return 0
@@ -314,14 +331,48 @@ def cmd_validate(args, beam_args) -> int:
     return 0
 
 
+def cmd_stats_merge(args, beam_args) -> int:
+    import json
+
+    from curate.core.report import merge_stats, print_stats
+    from curate.core.safety import UserError
+
+    merged = merge_stats(args.runs, allow_mismatch=args.allow_mismatch)
+    if args.output:
+        from curate.io.readers import is_local
+        from curate.io.writers import write_bytes
+
+        target = os.path.realpath(args.output) if is_local(args.output) else args.output
+        if is_local(args.output) and os.path.isdir(target):
+            raise UserError(f"--output {args.output!r} is a folder; give the file to write (e.g. merged-stats.json)")
+        if any((os.path.realpath(f) if is_local(f) else f) == target for f in merged["merged_from"]):
+            raise UserError(f"--output {args.output!r} is one of the stats.json files read; choose another file")
+        write_bytes(args.output if "://" in args.output else os.path.abspath(args.output),
+                    (json.dumps(merged, indent=2) + "\n").encode())
+    if args.json:
+        print(json.dumps(merged, indent=2))
+    else:
+        print_stats(merged, _console(), title=f"curate stats merge: {merged['runs']} runs")
+        if args.output:
+            print(f"merged stats: {args.output}")
+    return 0
+
+
 def cmd_stages(args, beam_args) -> int:
     import typing
 
     from curate.core.recipe import _type_name
-    from curate.core.registry import all_stages, params_of
+    from curate.core.registry import StageLoadError, all_stages, origin, params_of, plugin_clashes
 
-    for name, cls in sorted(all_stages().items()):
-        print(f"{name}  [{cls.kind}]  {cls.describe()}")
+    registry = all_stages()
+    for name in sorted(registry):
+        try:
+            cls = registry[name]
+        except StageLoadError as e:  # a broken plugin is listed with why, the others still are
+            print(f"{name}  [cannot load]  {e}")
+            continue
+        where = origin(name)
+        print(f"{name}  [{cls.kind}]  {cls.describe()}" + ("" if where == "built-in" else f"  ({where})"))
         hints = typing.get_type_hints(cls)
         for f in params_of(cls):
             import dataclasses
@@ -333,6 +384,9 @@ def cmd_stages(args, beam_args) -> int:
             else:
                 default = "required"
             print(f"    {f.name}: {_type_name(hints[f.name])} = {default!r}")
+    for line in plugin_clashes():
+        print(f"ignored plugin stage: {line}")
+    print("a recipe may also name any stage class as 'package.module:Class'")
     return 0
 
 
@@ -417,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runner", default=None, help="Beam runner; default: the embedded in-process runner")
     p.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
     p.add_argument("--write-rejected", action="store_true", help="also write dropped documents with their reasons")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help=(
+        "try the recipe on a sample: read only the first N documents (files in sorted order, records in file "
+        "order); stats.json records the limit"))
     p.add_argument("--max-error-rate", type=_fraction, default=0.5, help=(
         "exit non-zero (4) when more than this share of any stage's documents are errors (default 0.5)"))
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -432,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-key", help="input field holding the text (default: text)")
     p.add_argument("--id-key", help="input field holding the id (default: id)")
     p.add_argument("--html-key", help="input field of raw HTML to extract")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="score only the first N documents (files in sorted order, records in file order)")
     p.add_argument("--runner", default=None)
     p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--max-error-rate", type=_fraction, default=0.5)
@@ -445,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
                    "files, or a Parquet file")
     p.add_argument("--column", action="append", help="only these columns (repeatable)")
     p.add_argument("--output", help="report folder (default: PATH/inspect); it may not hold the data read")
+    p.add_argument("--json", action="store_true", help=(
+        "print the summary (per column n, nulls, p1/p50/p99, the stage's default thresholds and the share they "
+        "drop; skipped columns; value counts) as JSON instead of the tables; the report is written as usual"))
     p.set_defaults(fn=cmd_inspect)
 
     p = sub.add_parser("train-scorer", help="train a fastText quality, toxicity or preselect classifier", description=(
@@ -495,6 +557,25 @@ def main(argv: list[str] | None = None) -> int:
     _passthrough(sub, "annotate-refiner", cmd_annotate_refiner,
                  "ProX programs derived from curate's rules: training data for a refiner")
     _passthrough(sub, "train-refiner", cmd_train_refiner, "fine-tune a small causal LM into a ProX refiner")
+
+    p = sub.add_parser("decontaminate-report", help="which evaluation set leaked into which documents (shared n-grams)",
+                       description=(
+        "Scan INPUT for word n-grams of the evaluation sets given by --references (jsonl or parquet files or globs; "
+        "one benchmark per file) and write OUTPUT/leaks.jsonl (per document and benchmark: id, matches, the n-grams, "
+        "the benchmark's records) and OUTPUT/summary.json, and print a summary. The same matching as the "
+        "decontaminate stage."))
+    p.add_argument("input", nargs="+", help="input files, globs or folders (jsonl, parquet, arrow, warc)")
+    p.add_argument("--references", action="extend", nargs="+", required=True, help="evaluation files or globs")
+    p.add_argument("--reference-fields", action="extend", nargs="+", default=None, metavar="FIELD",
+                   help="fields of the reference records that hold text (strings or lists of strings; default: text)")
+    p.add_argument("--ngram", type=_positive_int, default=13, help="n-gram length in words (default 13)")
+    p.add_argument("--min-ngram", type=_positive_int, default=None,
+                   help="reference texts of at least this many (but fewer than --ngram) words count whole (default: off)")
+    p.add_argument("--text-key", default="text", help="input field holding the text (default: text)")
+    p.add_argument("--id-key", default="id", help="input field holding the id (default: id)")
+    p.add_argument("--max-examples", type=_positive_int, default=5, help="n-grams listed per document and benchmark")
+    p.add_argument("--output", required=True, help="report folder")
+    p.set_defaults(fn=cmd_decontaminate_report)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on curated text", description=(
         "Train a byte-level BPE (HF tokenizers) on the text of INPUT (jsonl/parquet/arrow/warc files or globs) "
@@ -559,6 +640,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipe", help="recipe, mixture spec or trainer config (YAML)")
     p.add_argument("--kind", choices=("recipe", "mix", "train", "ablate"), default=None)
     p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("stats", help="work with the stats.json of runs (merge)")
+    st = p.add_subparsers(dest="stats_command", required=True)
+    q = st.add_parser("merge", help="sum the per-stage ledgers of several runs", description=(
+        "Sum the per-stage in / kept / dropped per reason / flagged / errors of several runs' stats.json into one "
+        "(e.g. the shards of a corpus run separately); runs of different recipes are refused unless --allow-mismatch."))
+    q.add_argument("runs", nargs="+", help="output folders of `curate run`/`curate score`, or their stats.json files")
+    q.add_argument("--output", help="write the merged stats to this JSON file")
+    q.add_argument("--json", action="store_true", help="print the merged stats as JSON instead of the table")
+    q.add_argument("--allow-mismatch", action="store_true",
+                   help="sum runs of different recipes or stages anyway, matching stages by name")
+    q.set_defaults(fn=cmd_stats_merge)
 
     p = sub.add_parser("stages", help="list the stages and their parameters")
     p.set_defaults(fn=cmd_stages)

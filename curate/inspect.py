@@ -162,25 +162,173 @@ def quantile_table(x: np.ndarray, chars: np.ndarray) -> list[dict]:
     return rows
 
 
-def _histogram(x: np.ndarray, name: str, path: str) -> None:
+# ------------------------------------------------------------------------- the stages' own thresholds
+
+# score column -> the parameters of the stage that decide on it: (stage, parameter, "min" | "max", key).
+# "min" drops documents below the value, "max" above it (the comparisons of each stage's ``filter``);
+# ``key`` picks one entry of a mapping parameter (gopher_repetition's n-gram thresholds). The values
+# themselves are read from the registered classes' defaults, never written here.
+_THRESHOLD_PARAMS: dict[str, list[tuple]] = {
+    "n_chars": [("length_filter", "min_chars", "min"), ("length_filter", "max_chars", "max")],
+    "n_words": [("length_filter", "min_words", "min"), ("length_filter", "max_words", "max")],
+    "lang_score": [("lang_id", "min_score", "min")],
+    "gopher_word_count": [("gopher_quality", "min_doc_words", "min"), ("gopher_quality", "max_doc_words", "max")],
+    "gopher_mean_word_length": [("gopher_quality", "min_avg_word_length", "min"),
+                                ("gopher_quality", "max_avg_word_length", "max")],
+    "gopher_hash_ratio": [("gopher_quality", "max_symbol_word_ratio", "max")],
+    "gopher_ellipsis_ratio": [("gopher_quality", "max_symbol_word_ratio", "max")],
+    "gopher_bullet_lines_ratio": [("gopher_quality", "max_bullet_lines_ratio", "max")],
+    "gopher_ellipsis_lines_ratio": [("gopher_quality", "max_ellipsis_lines_ratio", "max")],
+    "gopher_alpha_words_ratio": [("gopher_quality", "min_alpha_words_ratio", "min")],
+    "gopher_stop_words": [("gopher_quality", "min_stop_words", "min")],
+    "gopher_dup_para_frac": [("gopher_repetition", "dup_para_frac", "max")],
+    "gopher_dup_para_char_frac": [("gopher_repetition", "dup_para_char_frac", "max")],
+    "gopher_dup_line_frac": [("gopher_repetition", "dup_line_frac", "max")],
+    "gopher_dup_line_char_frac": [("gopher_repetition", "dup_line_char_frac", "max")],
+    **{f"gopher_top_{n}_gram_char_frac": [("gopher_repetition", "top_ngrams", "max", n)] for n in range(2, 5)},
+    **{f"gopher_dup_{n}_gram_char_frac": [("gopher_repetition", "dup_ngrams", "max", n)] for n in range(5, 11)},
+    "fineweb_line_punct_ratio": [("fineweb_quality", "line_punct_thr", "min")],
+    "fineweb_short_line_ratio": [("fineweb_quality", "short_line_thr", "max")],
+    "fineweb_char_dup_ratio": [("fineweb_quality", "char_duplicates_ratio", "max")],
+    "fineweb_list_ratio": [("fineweb_quality", "new_line_ratio", "max")],
+    "c4_num_sentences": [("c4_quality", "min_num_sentences", "min")],
+    "c4_lorem_ipsum_lines": [("c4_quality", "filter_lorem_ipsum", "max")],  # on: any such line drops (> 0)
+    "c4_curly_bracket_lines": [("c4_quality", "filter_curly_bracket", "max")],
+    "quality": [("quality_classifier", "min_score", "min")],
+    "preselect": [("preselect", "min_score", "min")],
+    "toxicity": [("toxicity_classifier", "max_score", "max")],
+    "toxic_words_fraction": [("toxic_words", "max_fraction", "max")],
+}
+
+
+def _default(cls, name: str):
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return None
+
+
+def default_thresholds() -> dict[str, list[dict]]:
+    """Per score column, the default thresholds of the stage that adds it: [{stage, param, kind, value}].
+
+    ``kind`` is "min" (the stage drops values below) or "max" (drops values above). A check that is off
+    by default (a None default, e.g. ``length_filter.max_chars``) is left out; a stage that is not
+    registered (an optional extra not installed) is skipped.
+    """
+    from curate.core.registry import all_stages
+
+    registry = all_stages()
+    out: dict[str, list[dict]] = {}
+    for column, params in _THRESHOLD_PARAMS.items():
+        for stage, param, kind, *key in params:
+            cls = registry.get(stage)
+            if cls is None:
+                continue
+            value = _default(cls, param)
+            if key and isinstance(value, dict):
+                value, param = value.get(key[0]), f"{param}[{key[0]}]"
+            if isinstance(value, bool):
+                value = 0 if value else None  # a switch: on means any such line drops the document
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            out.setdefault(column, []).append(dict(stage=stage, param=param, kind=kind, value=float(value)))
+    return out
+
+
+def dropped_share(x: np.ndarray, thresholds: list[dict]) -> float | None:
+    """Share of the (non-null) documents that ``thresholds`` would drop: below a min or above a max."""
+    x = x[~np.isnan(x)]
+    if not thresholds or not len(x):
+        return None
+    drop = np.zeros(len(x), dtype=bool)
+    for t in thresholds:
+        drop |= (x < t["value"]) if t["kind"] == "min" else (x > t["value"])
+    return float(drop.mean())
+
+
+def column_kind(x: np.ndarray) -> str | None:
+    """"all null" or "constant <v>" for a column not worth a histogram; None otherwise."""
+    ok = x[~np.isnan(x)]
+    if not len(ok):
+        return "all null"
+    lo, hi = float(ok.min()), float(ok.max())
+    return f"constant {lo:.6g}" if lo == hi else None
+
+
+def summarize(cols: dict[str, np.ndarray], chars: np.ndarray, counts: dict[str, dict]) -> dict:
+    """The one-screen summary, as data: per numeric column n, nulls, p1/p50/p99 and the share the
+    stage's default thresholds drop; skipped columns with why; per ``<stage>_reason`` column (what
+    ``curate score`` adds for a filter) the share that stage flags with its configured parameters."""
+    thresholds = default_thresholds()
+    columns, skipped = [], {}
+    for name, x in cols.items():
+        ok = x[~np.isnan(x)]
+        why = column_kind(x)
+        if why:
+            skipped[name] = why
+            continue
+        p1, p50, p99 = (float(v) for v in np.quantile(ok, [0.01, 0.5, 0.99]))
+        th = thresholds.get(name, [])
+        columns.append(dict(column=name, n=int(len(ok)), nulls=int(len(x) - len(ok)), p1=p1, p50=p50, p99=p99,
+                            min=float(ok.min()), max=float(ok.max()), thresholds=th,
+                            dropped_at_default=dropped_share(x, th)))
+    flagged = {}
+    for name, d in counts.items():
+        if name.endswith("_reason"):
+            total = sum(d.values())
+            n_flagged = sum(c for v, c in d.items() if v is not None)
+            flagged[name[: -len("_reason")]] = dict(column=name, flagged=n_flagged, share=n_flagged / total if total else 0.0,
+                                                   reasons={str(v): c for v, c in d.items() if v is not None})
+    for name, d in counts.items():
+        if len([v for v in d if v is not None]) <= 1 and not name.endswith("_reason"):
+            values = [v for v in d if v is not None]
+            skipped[name] = f"constant {values[0]!r}" if values else "all null"
+    return dict(documents=int(len(chars)), characters=float(chars.sum()), columns=columns, flagged=flagged,
+                skipped=skipped)
+
+
+def _histogram(x: np.ndarray, name: str, path: str, thresholds: list[dict] = ()) -> str:
+    """Draw the PNG; returns the clipping note ("" when the whole range is drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = x[~np.isnan(x)]
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    note = ""
     if len(x):
-        lo, hi = np.quantile(x, [0.0, 0.995]) if len(np.unique(x)) > 50 else (x.min(), x.max())
+        lo, hi = (np.quantile(x, [0.0, 0.995]) if len(np.unique(x)) > 50 else (x.min(), x.max()))
+        n_clipped = int((x > hi).sum())
+        if n_clipped:  # the long tail is drawn in the last bin, and said so
+            note = (f"clipped at p99.5 = {hi:.4g}: {n_clipped:,} document{'s' if n_clipped != 1 else ''} above "
+                    f"(max {x.max():.4g}) {'are' if n_clipped != 1 else 'is'} in the last bin")
         ax.hist(np.clip(x, lo, hi), bins=60 if hi > lo else 1, color="#4C72B0")
         for q, style in ((0.1, ":"), (0.5, "--"), (0.9, ":")):
-            ax.axvline(np.quantile(x, q), color="#C44E52", linestyle=style, linewidth=1)
+            ax.axvline(np.quantile(x, q), color="#888888", linestyle=style, linewidth=1)
+        for t in thresholds:
+            v = t["value"]
+            label = f"{t['stage']}.{t['param']} = {v:.4g} ({'drops below' if t['kind'] == 'min' else 'drops above'})"
+            if lo <= v <= hi:
+                ax.axvline(v, color="#C44E52", linewidth=1.5, label=label)
+            else:  # off the drawn range: said in the legend, not drawn at a wrong place
+                ax.plot([], [], color="#C44E52", linewidth=1.5, label=label + ", off the axis")
+        if thresholds:
+            ax.legend(fontsize=7, loc="upper right")
     title = str(name).replace("$", r"\$")  # a '$' in a column name would start matplotlib mathtext
-    ax.set_title(f"{title}  (n={len(x):,}; dotted: p10/p90, dashed: median)", fontsize=9)
+    ax.set_title(f"{title}  (n={len(x):,}; grey dotted: p10/p90, dashed: median; red: default threshold)", fontsize=8)
     ax.set_ylabel("documents")
+    if note:
+        ax.set_xlabel(note.replace("$", r"\$"), fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return note
 
 
 def _esc(value) -> str:
@@ -216,49 +364,109 @@ def _default_output(path: str) -> str:
     return os.path.join(os.path.relpath(folder) if not os.path.isabs(path) else folder, "inspect")
 
 
-def inspect(path: str, output: str | None = None, columns: list[str] | None = None, console=None) -> str:
-    """Print the tables and write ``OUTPUT/index.html`` and ``OUTPUT/histograms/*.png``; returns the index path.
+def inspect(path: str, output: str | None = None, columns: list[str] | None = None, console=None,
+            as_json: bool = False) -> str:
+    """Print the summary and tables and write ``OUTPUT/index.html``, ``OUTPUT/summary.json`` and
+    ``OUTPUT/histograms/*.png``; returns the index path. ``as_json``: print the summary as JSON instead.
 
     ``output`` defaults to ``PATH/inspect`` (for a Parquet file: ``inspect`` in its folder, or in its
     run's folder when the file is in a run's ``data/``); it must not hold the files read.
     """
+    import io
+
     from rich.console import Console
     from rich.text import Text
 
     console = console or Console()
+    shown = Console(file=io.StringIO()) if as_json else console  # --json: only the JSON on stdout
     files = _files(path)
     output = output or _default_output(path)
     check_output(output, files)
     cols, chars, counts = _collect(files, columns)
+    summary = summarize(cols, chars, counts)
     if is_remote(output):  # drawn locally, then each file copied up
         import tempfile
 
         from curate.io.writers import join, write_bytes
 
         with tempfile.TemporaryDirectory(prefix="curate-inspect-") as local:
-            _report(path, local, files, cols, chars, counts, console, quiet_path=True)
+            _report(path, local, summary, cols, chars, counts, shown, quiet_path=True)
             for folder, _, names in os.walk(local):
                 for name in sorted(names):
                     rel = os.path.relpath(os.path.join(folder, name), local).replace(os.sep, "/")
                     with open(os.path.join(folder, name), "rb") as f:
                         write_bytes(join(output, rel), f.read())
         index = join(output, "index.html")
-        console.print(Text(f"report: {index}"))
-        return index
-    return _report(path, output, files, cols, chars, counts, console)
+        shown.print(Text(f"report: {index}"))
+    else:
+        index = _report(path, output, summary, cols, chars, counts, shown)
+    if as_json:
+        import json
+
+        console.file.write(json.dumps(dict(summary, input=path, report=index), indent=2) + "\n")
+    return index
 
 
-def _report(path: str, output: str, files, cols, chars, counts, console, quiet_path: bool = False) -> str:
+def _num(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _threshold_text(th: list[dict]) -> str:
+    return ", ".join(f"{'<' if t['kind'] == 'min' else '>'} {t['value']:.4g} ({t['stage']}.{t['param']})" for t in th)
+
+
+def _summary_table(summary: dict):
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=Text(f"summary: {summary['documents']:,} documents, {summary['characters']:,.0f} characters"),
+              title_justify="left")
+    for h in ("column", "n", "nulls", "p1", "p50", "p99", "default drops", "dropped"):
+        t.add_column(h, justify="left" if h in ("column", "default drops") else "right")
+    for c in summary["columns"]:
+        share = c["dropped_at_default"]
+        t.add_row(Text(c["column"]), f"{c['n']:,}", f"{c['nulls']:,}", _num(c["p1"]), _num(c["p50"]), _num(c["p99"]),
+                  Text(_threshold_text(c["thresholds"]) or "-"), "-" if share is None else f"{share:.1%}")
+    return t
+
+
+def _report(path: str, output: str, summary: dict, cols, chars, counts, console, quiet_path: bool = False) -> str:
+    import json
+
     from rich.table import Table
     from rich.text import Text
 
     os.makedirs(os.path.join(output, "histograms"), exist_ok=True)
     used: set[str] = set()
     sections = []
-    n_docs = len(chars)
-    console.print(f"[bold]{n_docs:,} documents[/], {float(chars.sum()):,.0f} characters, {len(cols)} numeric columns")
+    n_docs = summary["documents"]
+    skipped = summary["skipped"]
+    # 1. the one-screen summary
+    console.print(_summary_table(summary))
+    for stage, f in summary["flagged"].items():
+        console.print(Text(f"{stage}: flags {f['flagged']:,} documents ({f['share']:.1%}) with its parameters "
+                           f"(column {f['column']})"))
+    if skipped:
+        console.print(Text("skipped: " + ", ".join(f"{k} ({v})" for k, v in skipped.items())))
+    srows = "".join(
+        f"<tr><td>{_esc(c['column'])}</td><td>{c['n']:,}</td><td>{c['nulls']:,}</td><td>{_num(c['p1'])}</td>"
+        f"<td>{_num(c['p50'])}</td><td>{_num(c['p99'])}</td><td>{_esc(_threshold_text(c['thresholds']) or '-')}</td>"
+        f"<td>{'-' if c['dropped_at_default'] is None else format(c['dropped_at_default'], '.1%')}</td></tr>"
+        for c in summary["columns"])
+    head = ("<h2>summary</h2><table><tr><th>column</th><th>n</th><th>nulls</th><th>p1</th><th>p50</th><th>p99</th>"
+            f"<th>stage default drops</th><th>dropped at default</th></tr>{srows}</table>")
+    if summary["flagged"]:
+        head += "<ul>" + "".join(f"<li>{_esc(stage)}: flags {f['flagged']:,} documents ({f['share']:.1%}) with its "
+                                 f"parameters (column {_esc(f['column'])})</li>" for stage, f in summary["flagged"].items()) + "</ul>"
+    if skipped:
+        head += "<p>skipped: " + ", ".join(f"{_esc(k)} ({_esc(v)})" for k, v in skipped.items()) + "</p>"
+    # 2. per column: quantiles, drop rates at each, histogram with the default thresholds drawn
+    by_name = {c["column"]: c for c in summary["columns"]}
     for name, x in cols.items():
+        if name in skipped:
+            continue
         rows = quantile_table(x, chars)
+        th = by_name[name]["thresholds"]
         t = Table(title=Text(name), title_justify="left")
         for h in ("quantile", "threshold", "drop < t: docs", "chars", "drop > t: docs", "chars"):
             t.add_column(h, justify="right")
@@ -267,31 +475,48 @@ def _report(path: str, output: str, files, cols, chars, counts, console, quiet_p
                       f"{r['docs_above']:.1%}", f"{r['chars_above']:.1%}")
         console.print(t)
         png = _png_name(name, used)
-        _histogram(x, name, os.path.join(output, *png.split("/")))
+        default = (f"<p>default threshold: {_esc(_threshold_text(th))}; drops {by_name[name]['dropped_at_default']:.1%} "
+                   "of the documents</p>") if th else ""
+        note = _histogram(x, name, os.path.join(output, *png.split("/")), th)
+        if note:
+            default += f"<p><small>{_esc(note)}</small></p>"
         trs = "".join(
             f"<tr><td>{r['quantile']:.2f}</td><td>{r['threshold']:.4g}</td><td>{r['docs_below']:.1%}</td><td>{r['chars_below']:.1%}</td>"
             f"<td>{r['docs_above']:.1%}</td><td>{r['chars_above']:.1%}</td></tr>" for r in rows)
-        sections.append(f"<h2>{_esc(name)}</h2><img src=\"{_esc(urllib.parse.quote(png))}\" alt=\"{_esc(name)}\"><table><tr><th>quantile</th><th>threshold t</th>"
+        sections.append(f"<h2>{_esc(name)}</h2>{default}<img src=\"{_esc(urllib.parse.quote(png))}\" alt=\"{_esc(name)}\">"
+                        "<table><tr><th>quantile</th><th>threshold t</th>"
                         f"<th>docs &lt; t</th><th>chars &lt; t</th><th>docs &gt; t</th><th>chars &gt; t</th></tr>{trs}</table>")
+    # 3. categorical columns: value counts (nulls counted as "(null)")
+    categorical = {}
     for name, d in counts.items():
+        if name in skipped:
+            continue
         top = sorted(d.items(), key=lambda kv: -kv[1])[:15]
         total = sum(d.values())
+        categorical[name] = {"(null)" if v is None else str(v): c for v, c in top}
         t = Table(title=Text(f"{name} (top values)"), title_justify="left")
         t.add_column("value")
         t.add_column("docs", justify="right")
         t.add_column("share", justify="right")
         for v, c in top:
-            t.add_row(Text(str(v)), f"{c:,}", f"{c / total:.1%}")
+            t.add_row(Text("(null)" if v is None else str(v)), f"{c:,}", f"{c / total:.1%}")
         console.print(t)
-        trs = "".join(f"<tr><td>{_esc(v)}</td><td>{c:,}</td><td>{c / total:.1%}</td></tr>" for v, c in top)
-        sections.append(f"<h2>{_esc(name)}</h2><table><tr><th>value</th><th>docs</th><th>share</th></tr>{trs}</table>")
+        trs = "".join(f"<tr><td>{'<i>(null)</i>' if v is None else _esc(v)}</td><td>{c:,}</td><td>{c / total:.1%}</td></tr>"
+                      for v, c in top)
+        sections.append(f"<h2>{_esc(name)} (top values)</h2><table><tr><th>value</th><th>docs</th><th>share</th></tr>"
+                        f"{trs}</table>")
+    summary["categorical"] = categorical
     page = ("<!doctype html><meta charset='utf-8'><title>curate inspect</title><style>body{font-family:sans-serif;margin:2em}"
             "table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>"
             f"<h1>curate inspect: {_esc(path)}</h1><p>{n_docs:,} documents. 'docs &lt; t': share removed by a filter that "
-            "drops scores below t; 'docs &gt; t': share removed by one that drops scores above t.</p>" + "".join(sections))
+            "drops scores below t; 'docs &gt; t': share removed by one that drops scores above t. 'dropped at default': "
+            "the share the stage that adds the column drops with its default parameters (the red lines in the "
+            "histograms).</p>" + head + "".join(sections))
     index = os.path.join(output, "index.html")
     with open(index, "w") as f:
         f.write(page)
+    with open(os.path.join(output, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
     if not quiet_path:
         console.print(Text(f"report: {index}"))
     return index

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from curate.core.recipe import OutputSpec, Recipe, RecipeError, configure
-from curate.core.registry import all_stages
+from curate.core.registry import StageLoadError, all_stages, is_reference
 from curate.io.readers import InputSpec
 
 
@@ -21,7 +21,12 @@ def scoring_stage(spec: str):
 
         close = difflib.get_close_matches(name, list(registry), n=1)
         raise RecipeError([f"--scorer {spec}: unknown stage {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")])
-    cls = registry[name]
+    try:
+        cls = registry[name]
+    except StageLoadError as e:
+        raise RecipeError([f"--scorer {spec}: {e}"]) from None
+    if is_reference(name):  # 'package.module:Class': columns are named after the class's stage name
+        name = cls.stage or cls.__name__
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     params: dict = {}
     if "mode" in fields:

@@ -220,7 +220,15 @@ def train_tokenizer(inputs: list[str], output: str, vocab_size: int = 32000, min
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
                                   special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(itertools.chain([first], texts), trainer=trainer)
+    from curate.core.progress import Step
+
+    with Step(f"train-tokenizer: read documents and learn {vocab_size:,} tokens") as step:
+        def counted(it):
+            for text in it:
+                step.update(1)
+                yield text
+
+        tok.train_from_iterator(counted(itertools.chain([first], texts)), trainer=trainer)
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": special_tokens[0], "bos_token": special_tokens[0],
               "unk_token": None, "pad_token": special_tokens[1] if len(special_tokens) > 1 else special_tokens[0],
               "model_max_length": model_max_length, "clean_up_tokenization_spaces": False}

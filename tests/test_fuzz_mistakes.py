@@ -114,6 +114,10 @@ def model_file(tmp_path_factory):
     path.write_bytes(b"a stand-in: only its existence is checked at load time")
     (path.parent / "refiner").mkdir()  # the refinement stages take a model folder
     (path.parent / "refiner" / "config.json").write_text("{}")
+    (path.parent / "influence").mkdir()  # mates checks the files of its influence-model folder at load time
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        (path.parent / "influence" / name).write_text("{}")
+    (path.parent / "eval.jsonl").write_text('{"text": "an evaluation record"}\n')  # decontaminate's references
     return str(path)
 
 
@@ -134,10 +138,14 @@ def _stage_values(cls, model_file):
             v = f.default_factory()
         else:
             v = model_file if f.name == "model" else None
+            if f.name == "references":
+                v = [os.path.join(os.path.dirname(model_file), "eval.jsonl")]
         if f.name == "model" and v != "lid.176":
             v = model_file
             if cls.__module__.startswith("curate.refine"):
                 v = os.path.join(os.path.dirname(model_file), "refiner")
+            if cls.__module__.startswith("curate.scorers.mates"):
+                v = os.path.join(os.path.dirname(model_file), "influence")
         if v is None or (isinstance(v, (list, dict)) and not v):
             hint = typing.get_type_hints(cls)[f.name]
             args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]

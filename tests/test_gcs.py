@@ -291,6 +291,26 @@ def test_remote_output_not_written_by_curate_is_refused(raw, tmp_path):
     claim_output(f"{GS}/nothing-here")
 
 
+def test_jsonl_files_of_a_row_count_on_gcs_equal_the_local_ones(raw, tmp_path):
+    """output.format jsonl.gz in files of 40 rows through Beam's FileSystems: committed by rename, nothing left over."""
+    from curate.core.recipe import load_recipe
+    from curate.core.runner import run_recipe
+    from curate.io.readers import read_bytes
+
+    (tmp_path / "r.yaml").write_text("input: {path: x, batch_size: 16}\noutput: {path: y, format: jsonl, compression: gzip,"
+                                     " file_rows: 40}\nstages:\n  - exact_dedup: {}\n")
+    local = run_recipe(load_recipe(str(tmp_path / "r.yaml"), [os.path.join(CORPUS, "web-1.jsonl")], str(tmp_path / "out")))
+    remote = run_recipe(load_recipe(str(tmp_path / "r.yaml"), [f"{raw}/web-1.jsonl"], f"{GS}/jsonl-out"))
+    assert remote.stats["write"].kept == local.stats["write"].kept > 40
+    files = listing(f"{GS}/jsonl-out/data")
+    assert files and all(f.startswith("part-") and f.endswith(".jsonl.gz") for f in files), files  # no .inprogress
+    rows = [json.loads(line) for f in files for line in gzip.decompress(read_bytes(f"{GS}/jsonl-out/data/{f}")).splitlines()]
+    want = [json.loads(line) for f in sorted((tmp_path / "out" / "data").iterdir())
+            for line in gzip.decompress(f.read_bytes()).splitlines()]
+    assert sorted(rows, key=lambda r: r["id"]) == sorted(want, key=lambda r: r["id"])
+    assert len(files) <= -(-len(rows) // 40) + 1
+
+
 def test_remote_runner_refuses_local_paths_in_one_line(tmp_path):
     for argv in (["--input", os.path.join(CORPUS, "*.jsonl*"), "--output", f"{GS}/x"],
                  ["--input", f"{GS}/raw/*.jsonl*", "--output", str(tmp_path / "out")]):

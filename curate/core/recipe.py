@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from curate.core.registry import all_stages, params_of
+from curate.core.registry import StageLoadError, all_stages, is_reference, params_of
 from curate.core.safety import NOT_DATA, UserError, check_name, check_output, resolve_input
 from curate.io.readers import FORMATS, InputSpec, detect_format
 
@@ -44,9 +44,32 @@ COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
 
 @dataclass
 class OutputSpec:
+    """``output:``. ``format``: parquet (default) or jsonl; ``compression``: Parquet's codec, or for jsonl
+    gzip | zstd | none (``.jsonl.gz``, ``.jsonl.zst``, ``.jsonl``). ``file_rows`` / ``file_bytes``: files of
+    about that many rows / bytes on disk (the first limit reached) instead of one file per batch.
+    Errors are always written as Parquet (``curate run`` summarizes them from there)."""
+
     path: str
     write_rejected: bool = False
     compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
+    format: Literal["parquet", "jsonl"] = "parquet"
+    file_rows: int | None = None
+    file_bytes: int | None = None
+
+
+def _output_problems(out: OutputSpec) -> list[tuple[str, str]]:
+    """(key, problem) for values that pass the type check but not together."""
+    from curate.io.writers import JSONL_COMPRESSIONS
+
+    problems = []
+    if out.format == "jsonl" and out.compression not in JSONL_COMPRESSIONS:
+        problems.append(("compression", f"jsonl output is compressed with one of {', '.join(JSONL_COMPRESSIONS)}, "
+                                        f"not {out.compression!r}"))
+    for key in ("file_rows", "file_bytes"):
+        v = getattr(out, key)
+        if v is not None and v < 1:
+            problems.append((key, f"{key} must be at least 1 (or left out: one file per batch), got {v}"))
+    return problems
 
 
 @dataclass
@@ -322,6 +345,8 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
         out, errs = configure(OutputSpec, raw_out, where, lines, ("output",), "output")
         problems += errs
         if out is not None:
+            for key, problem in _output_problems(out):
+                problems.append(f"{where}:{lines.get(('output', key), lines.get(('output',), 1))}: output: {problem}")
             out.path = _abs(out.path)
             if check_inputs and spec is not None:
                 try:
@@ -348,8 +373,15 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
         params = {} if params is None else params
         if stype not in registry:
             close = difflib.get_close_matches(str(stype), list(registry), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known stages: {', '.join(sorted(registry))})"
+            hint = f" (did you mean {close[0]!r}?)" if close else (
+                f" (known stages: {', '.join(sorted(registry))}; a stage of your own is named 'package.module:Class' "
+                "or registered by a plugin, entry point group 'curate.stages')")
             problems.append(f"{where}:{line}: unknown stage {stype!r}{hint}")
+            continue
+        try:
+            cls = registry[stype]  # a plugin or 'module:Class' is imported and checked here
+        except StageLoadError as e:
+            problems.append(f"{where}:{line}: {e}")
             continue
         if not isinstance(params, dict):
             problems.append(f"{where}:{line}: stage {stype!r}: parameters must be a mapping, got {params!r}")
@@ -357,13 +389,14 @@ def parse_recipe(text: str, where: str = "<recipe>", input_override=None, output
         params = dict(params)
         name = params.pop("name", None)
         if name is None:
-            names_seen[stype] = names_seen.get(stype, 0) + 1
-            name = stype if names_seen[stype] == 1 else f"{stype}_{names_seen[stype]}"
+            base = (cls.stage or cls.__name__) if is_reference(stype) else stype
+            names_seen[base] = names_seen.get(base, 0) + 1
+            name = base if names_seen[base] == 1 else f"{base}_{names_seen[base]}"
         bad = check_name(name, "stage name")
         if bad:  # stage names become file names (rejected/<stage>-..., errors/<stage>-...) and metric keys
             problems.append(f"{where}:{lines.get(('stages', i, stype, 'name'), line)}: {bad}")
             continue
-        obj, errs = configure(registry[stype], params, where, lines, ("stages", i, stype), f"stage {stype!r}")
+        obj, errs = configure(cls, params, where, lines, ("stages", i, stype), f"stage {stype!r}")
         problems += errs
         if obj is not None:
             stages.append((str(name), obj))

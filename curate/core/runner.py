@@ -31,7 +31,7 @@ from curate.core.safety import INCOMPLETE, SUCCESS, UserError, begin_output, che
 from curate.core.stage import ERRORS, KEPT, NAMESPACE, REJECTED
 from curate.io.readers import is_local
 from curate.io.transforms import ReadInput
-from curate.io.writers import WriteBatches, join, write_bytes
+from curate.io.writers import WriteBatches, WriteOutput, join, write_bytes
 
 LOCAL_RUNNERS = (None, "", "local", "DirectRunner", "FnApiRunner", "InProcess")
 OUTPUT_PARTS = ("data", "rejected", "errors", "_tmp", "stats.json", SUCCESS, INCOMPLETE)
@@ -116,14 +116,15 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, tmp_dir: str, spill: bool =
         errors += res[ERRORS] if isinstance(res[ERRORS], list) else [res[ERRORS]]
         rejected += res[REJECTED] if isinstance(res[REJECTED], list) else [res[REJECTED]]
         names += [n for n, _ in members]
-    kept | "write" >> beam.ParDo(WriteBatches(join(out.path, "data"), "part-", out.compression, count_as="write"))
+    files = dict(fmt=out.format, compression=out.compression, file_rows=out.file_rows, file_bytes=out.file_bytes)
+    kept | "write" >> WriteOutput(join(out.path, "data"), "part-", count_as="write", name="data", **files)
     # each stage's errors and rejected documents are written where they are produced: a Flatten across steps
     # would be buffered whole in the local runner's memory (with write_rejected, most of the corpus)
     for i, pc in enumerate(errors):
         pc | f"write_errors{i}" >> beam.ParDo(WriteBatches(join(out.path, "errors"), "", out.compression))
     if out.write_rejected:
         for i, pc in enumerate(rejected):
-            pc | f"write_rejected{i}" >> beam.ParDo(WriteBatches(join(out.path, "rejected"), "", out.compression))
+            pc | f"write_rejected{i}" >> WriteOutput(join(out.path, "rejected"), "", name=f"rejected{i}", **files)
     return names
 
 
@@ -221,6 +222,7 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             "ledger_ok": not self.problems,
             "ledger_problems": self.problems,
+            "limit": self.recipe.input.limit,  # --limit N: only the first N documents of the input were read
             "documents_in": self.stats["read"].n_in,
             "documents_out": self.stats["write"].kept,
             "info": self.info,
@@ -345,6 +347,9 @@ def run_recipe(recipe: Recipe, runner: str | None = None, workers: int = 1, beam
         raise UserError(f"--workers must be >= 1, got {workers}")
     if not 0 <= max_error_rate <= 1:
         raise UserError(f"--max-error-rate must be between 0 and 1, got {max_error_rate}")
+    limit = recipe.input.limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"input limit (--limit or the recipe's input.limit) must be a whole number >= 1, got {limit!r}")
     options, beam_runner, runner_name, local = pipeline_setup(runner, workers, beam_args)
     from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 

@@ -16,6 +16,11 @@ to), reads correctly, and a compressed file is never split into byte ranges.
 
 A line/row that cannot be read becomes an error record that names the file and location; it is
 counted in the ledger and never silently lost.
+
+Fields other than text/id/url/source pass through with their input types. JSON strings stay
+strings: Arrow's JSON reader would make ISO dates timestamps, so such fields are read again as
+strings (``_parse_fast``). WARC: see ``_read_warc`` for which records are documents and the drop
+reasons ``not_2xx``, ``not_html`` and ``no_extracted_text``.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ class InputSpec:
     split_bytes: int = 128 << 20
     unique_ids: bool = True
     extract: dict = field(default_factory=dict)
+    limit: int | None = None  # read only the first N documents (files in sorted order, records in file order)
 
 
 @dataclass(frozen=True)
@@ -592,15 +598,77 @@ def read_shard(shard: Shard, spec: InputSpec, keep_rejected: bool = False) -> It
         b.error("file", shard.problem, n_records=shard.n_records)
         yield "report", b
         return
-    readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "arrow": _read_arrow,
-               "arrow_stream": _read_arrow_stream, "warc": _read_warc}
-    for batch in readers[shard.format](shard, spec, b):
+    for batch in _shard_readers()[shard.format](shard, spec, b):
         if batch is not None:
             yield "batch", batch
     last = b.flush()
     if last is not None:
         yield "batch", last
     yield "report", b
+
+
+def _shard_readers() -> dict:
+    """Shard format -> reader generator (``reader(shard, spec, builder)`` yields record batches)."""
+    return {"jsonl": _read_jsonl, "parquet": _read_parquet, "arrow": _read_arrow,
+            "arrow_stream": _read_arrow_stream, "warc": _read_warc}
+
+
+def read_first(spec: InputSpec, keep_rejected: bool = False) -> Iterator[tuple[str, object]]:
+    """``read_shard`` over the whole input, stopping once ``spec.limit`` documents have been passed on.
+
+    The order is deterministic: files in sorted order (``list_files``), shards and records in file
+    order. Reading stops inside the shard that holds the N-th document, so a large input is never
+    read whole. Records met on the way that are errors or dropped (empty text) are reported as
+    usual; the read stage's ``in`` is the documents passed on plus those. Yields ("batch", batch)
+    items and one ("report", BatchBuilder) item per shard read, like ``read_shard``.
+    """
+    import dataclasses
+
+    left = spec.limit
+    if left is None or left < 1:
+        raise ValueError(f"read_first needs a limit of at least 1, got {left!r}")
+    readers = _shard_readers()
+    for i, (path, size) in enumerate(list_files(spec.path)):
+        for shard in split_file(i, path, size, spec):
+            if left <= 0:
+                return
+            # batches of at most ``left`` rows: the reader hands over the N-th document as soon as it has it
+            sub = dataclasses.replace(spec, batch_size=max(1, min(spec.batch_size, left)))
+            b = BatchBuilder(shard, sub, keep_rejected)
+            if shard.problem:
+                b.n_in += shard.n_records
+                b.error("file", shard.problem, n_records=shard.n_records)
+                yield "report", b
+                continue
+            passed, cut = 0, False
+            gen = readers[shard.format](shard, sub, b)
+            try:
+                for batch in gen:
+                    if batch is None:
+                        continue
+                    if batch.num_rows >= left:
+                        cut = True
+                        batch = batch.slice(0, left)
+                    left -= batch.num_rows
+                    passed += batch.num_rows
+                    yield "batch", batch
+                    if cut:
+                        break
+            finally:
+                gen.close()
+            if not cut:
+                last = b.flush()
+                if last is not None:
+                    if last.num_rows >= left:
+                        cut = True
+                        last = last.slice(0, left)
+                    left -= last.num_rows
+                    passed += last.num_rows
+                    yield "batch", last
+            if cut:  # stopped inside the shard: what the reader counted but did not pass on is not in the sample
+                b.rows, b.positions = [], []
+                b.n_in = passed + sum(b.dropped.values()) + sum(e["n_records"] for e in b.errors)
+            yield "report", b
 
 
 CHUNK_BYTES = 16 << 20
@@ -648,9 +716,16 @@ def _parse_fast(data: bytes, spec: InputSpec):
     (bad JSON, blank lines, nulls or missing fields: it must name the exact line)."""
     import pyarrow.json as pj
 
+    read_options = pj.ReadOptions(use_threads=False, block_size=1 << 24)
     try:
-        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
+        table = pj.read_json(pa.BufferReader(data), read_options=read_options,
                              parse_options=pj.ParseOptions(newlines_in_values=False))
+        if _has_timestamp(table.schema):
+            # Arrow infers timestamps from ISO date strings; JSON has none, so such a field is read again as
+            # the string it is and passes through unchanged (the per-line path keeps strings too)
+            schema = pa.schema([f.with_type(_no_timestamps(f.type)) for f in table.schema])
+            table = pj.read_json(pa.BufferReader(data), read_options=read_options,
+                                 parse_options=pj.ParseOptions(newlines_in_values=False, explicit_schema=schema))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
     if data.count(b"\n") + (not data.endswith(b"\n")) != table.num_rows:
@@ -664,6 +739,23 @@ def _parse_fast(data: bytes, spec: InputSpec):
         return None
     nulls = [f.name for f in table.schema if pa.types.is_null(f.type)]
     return table.drop_columns(nulls) if nulls else table
+
+
+def _no_timestamps(t: pa.DataType) -> pa.DataType:
+    """``t`` with every timestamp (at any depth) made a string."""
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_no_timestamps(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_no_timestamps(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_no_timestamps(t.value_type)))
+    return t
+
+
+def _has_timestamp(schema: pa.Schema) -> bool:
+    return any(_no_timestamps(f.type) != f.type for f in schema)
 
 
 def _read_jsonl(shard: Shard, spec: InputSpec, b: BatchBuilder):
@@ -887,36 +979,140 @@ def _read_arrow_stream(shard: Shard, spec: InputSpec, b: BatchBuilder):
         b.error(f"after row {first_row}", f"corrupt or truncated Arrow stream: {e}")
 
 
+def _dechunk(body: bytes) -> bytes:
+    """The payload of an HTTP body sent with ``Transfer-Encoding: chunked`` (WARC writers such as wget keep
+    the chunk framing; fastwarc does not remove it). A body that is not valid chunked framing is returned as is."""
+    out, pos, n = [], 0, len(body)
+    while pos < n:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return body
+        try:
+            size = int(body[pos:eol].split(b";", 1)[0].strip() or b"x", 16)
+        except ValueError:
+            return body
+        if size == 0:
+            return b"".join(out)
+        start = eol + 2
+        out.append(body[start:start + size])
+        pos = start + size + 2  # the chunk's trailing CRLF
+    return b"".join(out)  # a truncated last chunk: what arrived
+
+
+def _decode_body(body: bytes, http_headers) -> bytes:
+    """Undo ``Transfer-Encoding: chunked`` and a gzip/deflate ``Content-Encoding`` kept in the record."""
+    te = (http_headers.get("Transfer-Encoding") or "").lower()
+    if "chunked" in te:
+        body = _dechunk(body)
+    ce = (http_headers.get("Content-Encoding") or "").lower().strip()
+    if ce in ("gzip", "x-gzip", "deflate") and body:
+        if body[:2] == b"\x1f\x8b":
+            wbits = 16 + zlib.MAX_WBITS
+        elif ce == "deflate":
+            wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS  # zlib-wrapped, or raw deflate
+        else:
+            wbits = None  # a gzip header without gzip bytes: stored decoded (Common Crawl keeps the header)
+        if wbits is not None:
+            try:
+                body = zlib.decompress(body, wbits)
+            except zlib.error:
+                pass
+    return body
+
+
+def warc_target_uri(value: str | None) -> str | None:
+    """``WARC-Target-URI`` without the ``<...>`` that some writers (wget, WARC/1.1 drafts) put around it."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1].strip()
+    return value or None
+
+
 def _read_warc(shard: Shard, spec: InputSpec, b: BatchBuilder):
+    """``response`` records are the documents: one each, counted in the ledger. Records of other types
+    (``warcinfo``, ``request``, ``metadata``, ``resource``, ``revisit``, ...) describe the crawl, not pages,
+    and are skipped uncounted. A response is dropped with a reason when its HTTP status is not 2xx
+    (``not_2xx``: redirects, errors), when it is not HTML (``not_html``: no ``html`` in its
+    Content-Type, or no HTTP headers at all, e.g. ``dns:`` records) or when trafilatura finds no main
+    text in it (``no_extracted_text``); a page whose extraction raises is an error. Kept documents get
+    ``id`` = the WARC-Record-ID's UUID, ``url`` = WARC-Target-URI (without ``<...>``), ``warc_date``
+    and ``http_status``. The body's chunked transfer encoding and gzip/deflate content encoding are undone.
+    """
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+    n, in_record = 0, False
+    try:
+        with open_raw(shard.path) as raw:
+            # decompressed here, not by fastwarc: it ends silently at a cut gzip member, ours raises
+            stream = _ReadStream(_content_chunks(raw, compression_of(shard.path), 1 << 20))
+            for rec in ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True):
+                n += 1
+                b.n_in += 1
+                in_record = True
+                record = _warc_document(rec, f"record {n}", spec, b)
+                in_record = False
+                if record is not None:
+                    b.n_in -= 1  # counted again by add()
+                    yield from b.add(record, n, f"record {n}")
+    except Exception as e:
+        if not in_record:
+            b.n_in += 1
+        where = f"record {n}" if in_record else f"after record {n}"
+        b.error(where, f"corrupt or truncated WARC: {type(e).__name__}: {e}; the rest of the file is unreadable")
+
+
+class _ReadStream:
+    """A forward-only binary stream over an iterator of byte chunks (``read`` and ``tell``, as fastwarc needs)."""
+
+    def __init__(self, chunks):
+        self._src, self._pos = _Peeked(b"", chunks), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def _warc_document(rec, loc: str, spec: InputSpec, b: BatchBuilder) -> dict | None:
+    """The document of one response record, or None when it is dropped or an error (recorded in ``b``).
+    Raises TruncatedStream when the record's payload is cut short."""
     from curate.io.html import extract_text
 
-    n = 0
+    rid = (rec.record_id or "").strip("<>").removeprefix("urn:uuid:") or None
+    url = warc_target_uri(rec.headers.get("WARC-Target-URI"))
+    http = rec.http_headers
+    status = http.status_code if http is not None else None
+    if status is not None and not 200 <= status < 300:
+        b.drop("not_2xx", rows=[{"id": rid, "url": url, "location": f"{loc} (HTTP {status})"}])
+        return None
+    ctype = (http.get("Content-Type", "") if http is not None else "").lower()
+    if "html" not in ctype:
+        b.drop("not_html", rows=[{"id": rid, "url": url, "location": loc}])
+        return None
+    body = rec.reader.read()
+    if len(body) < rec.content_length:
+        raise TruncatedStream(f"the payload has {len(body):,} of its {rec.content_length:,} bytes")
     try:
-        stream = open_raw(shard.path)
-        for rec in ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True):
-            n += 1
-            b.n_in += 1
-            loc = f"record {n}"
-            rid = (rec.record_id or "").strip("<>").removeprefix("urn:uuid:") or None
-            url = rec.headers.get("WARC-Target-URI")
-            ctype = (rec.http_headers.get("Content-Type", "") if rec.http_headers else "").lower()
-            if "html" not in ctype:
-                b.drop("not_html", rows=[{"id": rid, "url": url, "location": loc}])
-                continue
-            try:
-                body = rec.reader.read()
-                text = extract_text(body, url, **spec.extract)
-            except Exception as e:
-                b.error(loc, f"HTML extraction failed: {type(e).__name__}: {e}", id=rid)
-                continue
-            if not text:
-                b.drop("no_extracted_text", rows=[{"id": rid, "url": url, "location": loc}])
-                continue
-            b.n_in -= 1  # counted again by add()
-            record = {spec.id_key: rid, spec.text_key: text, spec.url_key: url, "warc_date": rec.headers.get("WARC-Date")}
-            yield from b.add(record, n, loc)
+        text = extract_text(_decode_body(body, http), url, **spec.extract)
     except Exception as e:
-        b.n_in += 1
-        b.error(f"after record {n}", f"corrupt or truncated WARC: {type(e).__name__}: {e}")
+        b.error(loc, f"HTML extraction failed: {type(e).__name__}: {e}", id=rid)
+        return None
+    if not text:
+        b.drop("no_extracted_text", rows=[{"id": rid, "url": url, "location": loc}])
+        return None
+    return {spec.id_key: rid, spec.text_key: text, spec.url_key: url, "warc_date": rec.headers.get("WARC-Date"),
+            "http_status": status}

@@ -6,7 +6,7 @@ import apache_beam as beam
 from curate import schema as S
 from curate.core import progress
 from curate.core.stage import ERRORS, KEPT, REJECTED, Counts
-from curate.io.readers import InputSpec, list_files, read_shard, split_file
+from curate.io.readers import InputSpec, list_files, read_first, read_shard, split_file
 
 
 class _Expand(beam.DoFn):
@@ -32,8 +32,11 @@ class _ReadShard(beam.DoFn):
         self.counts = Counts(self.stage)
 
     def process(self, shard):
+        # ``--limit N``: one element (the patterns) read in order until N documents are passed on
+        items = read_first(self.spec, self.write_rejected) if self.spec.limit else read_shard(shard, self.spec,
+                                                                                             self.write_rejected)
         kept = 0
-        for kind, item in read_shard(shard, self.spec, self.write_rejected):
+        for kind, item in items:
             if kind == "batch":
                 kept += item.num_rows
                 progress.add(self.stage, item.num_rows)
@@ -42,11 +45,12 @@ class _ReadShard(beam.DoFn):
                 b = item
                 self.counts.n_in.inc(b.n_in)
                 self.counts.kept.inc(kept)
+                kept = 0
                 for reason, n in b.dropped.items():
                     self.counts.dropped(reason, n)
                 if b.errors:
                     self.counts.errors.inc(sum(e["n_records"] for e in b.errors))
-                    yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(b.errors), f"read-{shard.key}"))
+                    yield beam.pvalue.TaggedOutput(ERRORS, S.with_key(S.errors_batch(b.errors), f"read-{b.shard.key}"))
                 rejected = b.rejected_batch()
                 if rejected is not None:
                     yield beam.pvalue.TaggedOutput(REJECTED, rejected)
@@ -64,6 +68,12 @@ class ReadInput(beam.PTransform):
         self.spec, self.stage, self.write_rejected = spec, stage, write_rejected
 
     def expand(self, pbegin):
+        if self.spec.limit:
+            # a sample: the first N documents in sorted-file order, read by one worker that stops there
+            res = (pbegin | "Patterns" >> beam.Create([list(self.spec.path)])
+                   | "ReadFirst" >> beam.ParDo(_ReadShard(self.spec, self.stage, self.write_rejected)).with_outputs(
+                       ERRORS, REJECTED, main=KEPT))
+            return {KEPT: res[KEPT], ERRORS: res[ERRORS], REJECTED: res[REJECTED]}
         shards = (
             pbegin
             | "Patterns" >> beam.Create([list(self.spec.path)])

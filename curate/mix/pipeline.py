@@ -56,6 +56,7 @@ import xxhash
 
 from curate import schema as S
 from curate.core import exchange
+from curate.core.progress import Step
 from curate.core.safety import UserError, begin_output, check_name, check_output, finish_output, resolve_input
 from curate.core.stage import ERRORS, KEPT, Counts
 from curate.io.readers import InputSpec, is_local, read_bytes, read_ipc
@@ -352,7 +353,8 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
     scratch = join(tmp, "tokens")
     try:
         # 1. count
-        pools, read_stats = _count(spec, paths, tmp, scratch, join(output, "errors"), runner, workers, beam_args, tok)
+        pools, read_stats = _count(spec, paths, tmp, scratch, join(output, "errors"), runner, workers, beam_args, tok,
+                                   label="mix: pass 1 of 2, read and tokenize")
 
         # 2. plan
         plan = make_plan(spec, pools)
@@ -368,8 +370,10 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
              | "Pack" >> beam.ParDo(_Pack(spec, output, tok.eos_id, tok.token_dtype))
              | beam.combiners.ToList()
              | beam.Map(lambda rows: write_bytes(stats_path, pickle.dumps(rows))))
-        p.run().wait_until_finish()
-        shards = pickle.loads(read_bytes(stats_path))
+        with Step("mix: pass 2 of 2, sample, shuffle, pack and write shards", unit="", workers=local) as step:
+            p.run().wait_until_finish()
+            shards = pickle.loads(read_bytes(stats_path))
+            step.detail = f"{len(shards):,} shard(s)"
         manifest = build_manifest(spec, plan, pools, shards, tok, read_stats, output, paths)
         write_bytes(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
     finally:
@@ -379,7 +383,7 @@ def run_mix(spec: MixSpec, output: str, runner: str | None = None, workers: int 
 
 
 def _count(spec: MixSpec, paths: dict[str, list[str]], tmp: str, scratch: str | None, errors: str | None,
-           runner, workers, beam_args, tok) -> tuple[dict[str, DomainPool], dict]:
+           runner, workers, beam_args, tok, label: str = "mix: read and tokenize") -> tuple[dict[str, DomainPool], dict]:
     """Pipeline 1: read, filter, tokenize every domain; (token histogram per domain, read stats).
 
     The token ids go to ``scratch`` (None: not kept), unreadable records to ``errors`` (None: only counted).
@@ -402,10 +406,12 @@ def _count(spec: MixSpec, paths: dict[str, list[str]], tmp: str, scratch: str | 
     _ = ((hists | beam.Flatten() | beam.CombinePerKey(sum)  # histograms, summed per domain
           | beam.combiners.ToList()
           | beam.Map(lambda rows: write_bytes(hist_path, pickle.dumps(dict(rows))))))
-    result = p.run()
-    result.wait_until_finish()
-    read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
-    hist = pickle.loads(read_bytes(hist_path))
+    with Step(f"{label} {len(names)} domain(s)", workers=is_local(tmp)) as step:
+        result = p.run()
+        result.wait_until_finish()
+        read_stats = collect_stats(result, [f"read:{d}" for d in names] + [f"mix:{d}" for d in names])
+        hist = pickle.loads(read_bytes(hist_path))
+        step.n = sum(read_stats[f"read:{d}"].kept for d in names)
     return {d: DomainPool(hist.get(i, np.zeros(BUCKETS, np.int64))) for i, d in enumerate(names)}, read_stats
 
 
@@ -476,7 +482,8 @@ def plan_mix(spec: MixSpec, output: str | None = None, runner: str | None = None
     else:
         raise UserError("curate mix --plan with a remote runner needs --temp_location or --output for its scratch")
     try:
-        pools, read_stats = _count(spec, paths, tmp, None, None, runner, workers, beam_args, tok)
+        pools, read_stats = _count(spec, paths, tmp, None, None, runner, workers, beam_args, tok,
+                                   label="mix --plan: read and tokenize")
         plan = make_plan(spec, pools)
     finally:
         if local:

@@ -449,9 +449,15 @@ def evaluate_tasks(
     """Load and evaluate every task file in ``paths``; ``{task name: result}`` in path order."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    from curate.core.progress import Step
+
     out: dict[str, dict] = {}
-    for p in paths:
+    paths = list(paths)
+    for i, p in enumerate(paths):
         task = load_task(p, limit=limit)
         key = task.name if task.name not in out else os.fspath(p)
-        out[key] = evaluate_task(model, tokenizer, task, batch_size=batch_size, max_length=max_length, device=device)
+        with Step(f"eval: task {i + 1} of {len(paths)}, {task.name}", unit="examples") as step:
+            out[key] = evaluate_task(model, tokenizer, task, batch_size=batch_size, max_length=max_length, device=device)
+            step.n = out[key].get("n", 0)
+            step.detail = ", ".join(f"{m} {out[key][m]:.3f}" for m in ("acc", "acc_norm") if m in out[key])
     return out
