@@ -54,6 +54,7 @@ MODULES = {
     "prox_apply": "curate.refine.apply",
     "prox_doc": "curate.refine.stages",
     "prox_chunk": "curate.refine.stages",
+    "mates": "curate.scorers.mates",
 }
 
 

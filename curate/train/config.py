@@ -19,6 +19,7 @@ checkpoint_every: 100               # 0: only at the end
 eval_tasks: [../shared/data/eval/arc_easy.jsonl]
 reweight: {strategy: linupper}      # loss-based sample reweighting (Sow et al. 2025)
 online_mixture: {eta: 0.5}          # Skill-it style online domain weights from held-out losses
+selection: {method: mates, stage_steps: 100, reference: ../shared/data/eval/lambada_openai.jsonl}  # MATES
 ```
 
 **Validation** (``parse_config``, so ``curate train`` refuses a bad config before it reads any data):
@@ -41,6 +42,9 @@ fractions in [0, 1]; then these rules):
   strategy's default), ``warmup_steps`` >= 0. ``online_mixture``: ``eta`` >= 0, ``every`` >= 0 (0:
   at every evaluation), ``min_weight`` in [0, 1] (and at most 1/number of domains, checked against
   the mix), ``graph`` a square matrix (its size is checked against the mix's domains).
+  ``selection`` (``curate.mates``): ``method`` mates | random, ``stage_steps`` >= 1, ``fraction`` in
+  (0, 1], ``temperature`` >= 0, ``probes`` >= 4, ``probe_batch`` >= 1, ``reference`` a jsonl (required for mates),
+  ``encoder`` tiny | minilm | a local encoder folder, ``holdout_fraction`` in (0, 1).
 * ``model``: every key must be a field of transformers' ``LlamaConfig`` (read from the installed
   transformers, plus the legacy ``rope_theta``/``rope_scaling``), with the type of that field's
   default (int, float, bool or str), sizes >= 1, ``hidden_act`` one of transformers' activations,
@@ -64,18 +68,23 @@ a resume with different values is refused, listing each change as ``key: old -> 
 from the checkpoint with the new values; the result is no longer the run either config describes).
 
 * Checked: ``lr``, ``schedule``, ``warmup_steps``, ``min_lr_ratio`` (not for constant),
-  ``decay_fraction`` (wsd), ``weight_decay``, ``betas``, ``eps``, ``grad_clip``, ``micro_batch_size``,
-  ``grad_accum`` (the data position is step x batch), ``max_steps`` (the cosine/WSD curve and
-  the phase boundaries are functions of it: extending a run is a config change), ``reweight.*``,
-  ``online_mixture.*``, the model's config and the mix. With ``online_mixture``, also ``seed``
+  ``decay_fraction`` (wsd), ``weight_decay``, ``betas``, ``eps``, ``grad_clip``, the global batch
+  ``micro_batch_size x grad_accum x processes`` (the data position is step x batch; with
+  reweighting also ``micro_batch_size x processes``, the sequences one softmax spans),
+  ``max_steps`` (the cosine/WSD curve and the phase boundaries are functions of it: extending a
+  run is a config change), ``reweight.*``,
+  ``online_mixture.*``, ``selection.*``, the model's config and the mix. With ``online_mixture``, also ``seed``
   (it draws each batch's domains), ``eval_every`` and ``eval_sequences`` (the held-out losses that
   move the domain weights).
 * Free to change: ``output``, ``data`` (the path: the mix may move, its content is what is
   checked), ``init_from`` (the weights come from the checkpoint), ``eval_every`` /
   ``eval_sequences`` / ``seed`` without an online mixture, ``eval_tasks*``, ``log_every``,
   ``checkpoint_every``, ``keep_checkpoints``, and the execution settings ``device``, ``dtype``,
-  ``compile``, ``attn_implementation`` (the run continues, but is then not bit-identical to an
-  uninterrupted one).
+  ``compile``, ``attn_implementation``, ``parallel`` (the run continues, but is then not
+  bit-identical to an uninterrupted one). The number of processes (``torchrun``) may change when
+  the global batch ``micro_batch_size x grad_accum x processes`` stays the same (the checkpoint
+  records ``global_batch`` instead of ``micro_batch_size`` and ``grad_accum``; see
+  ``curate.train.distributed``).
 """
 from __future__ import annotations
 
@@ -111,6 +120,29 @@ class OnlineMixtureSection:
 
 
 @dataclass
+class SelectionSection:
+    """Model-aware data selection in stages (MATES, Yu et al. 2024): ``curate.mates``."""
+    method: str = "mates"  # mates | random (the baseline: the same stages, a uniform draw)
+    stage_steps: int = 100  # steps per stage; a stage trains on the selection made at its start
+    fraction: float = 0.2  # share of the pool selected per stage (MATES keeps 20%)
+    temperature: float = 1.0  # Gumbel-top-k: key = z(score) / temperature + Gumbel noise; 0: plain top-k
+    probes: int = 200  # probe documents per stage (one oracle step each)
+    probe_batch: int = 1  # > 1: probe that many documents at once with torch.func (equal up to float rounding)
+    reference: str | None = None  # jsonl of the target: lambada ({context, continuation}), multiple choice or {text}
+    reference_limit: int = 64  # reference records used for the oracle loss
+    encoder: str = "tiny"  # influence model: tiny (a small transformer trained here) | minilm | a local encoder folder
+    encoder_max_tokens: int = 128
+    fit_epochs: int = 10
+    fit_lr: float = 1e-3
+    fit_batch_size: int = 16
+    holdout_fraction: float = 0.1  # probes held out for Spearman (best epoch kept)
+    score_batch_size: int = 64
+    random_first_stage: bool = True  # MATES warms up on random data: stage 0 is a uniform draw
+
+    limits: ClassVar[dict] = {"temperature": (0, None), "fit_lr": (0, None)}
+
+
+@dataclass
 class TrainConfig:
     data: str
     output: str
@@ -141,15 +173,17 @@ class TrainConfig:
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16
     compile: bool | str = "auto"  # auto (on GPU) | true | false
     attn_implementation: str = "sdpa"
+    parallel: str = "ddp"  # with several processes (torchrun): ddp (a replica each) | fsdp (sharded): distributed.py
     reweight: ReweightSection = field(default_factory=ReweightSection)
     online_mixture: OnlineMixtureSection | None = None
+    selection: SelectionSection | None = None
     source_file: str = "<config>"
 
     # model: values are LlamaConfig fields, checked by model_problems (not the >= 0 convention of configure)
     limits: ClassVar[dict] = {"model": (None, None)}
 
 
-SECTIONS = {"reweight": ReweightSection, "online_mixture": OnlineMixtureSection}
+SECTIONS = {"reweight": ReweightSection, "online_mixture": OnlineMixtureSection, "selection": SelectionSection}
 
 # the model the trainer builds when `model:` leaves a field out (tiny: a CPU smoke test)
 MODEL_DEFAULTS = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=352,
@@ -175,7 +209,7 @@ REWEIGHT_STRATEGIES = ("none", "linupper", "quadratic", "extremes")
 # settings recorded in a checkpoint and compared on resume (see the module docstring); the trainer
 # adds the effective max_steps, the model's effective LlamaConfig and a fingerprint of the mix
 RESUME_CHECKED = ("lr", "schedule", "warmup_steps", "min_lr_ratio", "decay_fraction", "weight_decay", "betas", "eps",
-                  "grad_clip", "micro_batch_size", "grad_accum", "reweight", "online_mixture")
+                  "grad_clip", "micro_batch_size", "grad_accum", "reweight", "online_mixture", "selection")
 RESUME_CHECKED_WITH_MIXTURE = ("seed", "eval_every", "eval_sequences")
 
 
@@ -188,6 +222,8 @@ def resume_settings(cfg: TrainConfig) -> dict:
         if key == "min_lr_ratio" and cfg.schedule == "constant":
             continue
         value = getattr(cfg, key)
+        if key == "selection" and value is None:
+            continue  # checkpoints from before `selection` existed resume unchanged
         if key in SECTIONS:
             if value is None:
                 out[key] = None
@@ -240,6 +276,7 @@ _RULES = {  # key: (predicate, what it must be)
     "eval_tasks_limit": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 (or null: every record)"),
     "eval_tasks_every": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
     "log_every": _int_at_least(1),
+    "parallel": (lambda v: v in ("ddp", "fsdp"), "ddp or fsdp"),
     "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
                "auto, cpu, cuda or cuda:N"),
     "dtype": (lambda v: v in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
@@ -260,6 +297,24 @@ _SECTION_RULES = {
         "graph": (lambda v: v is None or (isinstance(v, list) and len(v) > 0 and all(
             isinstance(row, list) and len(row) == len(v) and all(_is_num(x) for x in row) for row in v)),
                   "a square matrix of numbers, one row and column per domain (or null)"),
+    },
+    "selection": {
+        "method": (lambda v: v in ("mates", "random"), "mates or random"),
+        "stage_steps": _int_at_least(1),
+        "fraction": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+        "temperature": (lambda v: _is_num(v) and v >= 0, "a number >= 0 (0: plain top-k)"),
+        "probes": _int_at_least(4),
+        "probe_batch": _int_at_least(1),
+        "reference": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a jsonl file (or null)"),
+        "reference_limit": _int_at_least(1),
+        "encoder": (lambda v: isinstance(v, str) and v.strip() != "", "tiny, minilm or a local encoder folder"),
+        "encoder_max_tokens": _int_at_least(8),
+        "fit_epochs": _int_at_least(1),
+        "fit_lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+        "fit_batch_size": _int_at_least(1),
+        "holdout_fraction": (lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+        "score_batch_size": _int_at_least(1),
+        "random_first_stage": (lambda v: isinstance(v, bool), "true or false"),
     },
 }
 
@@ -380,6 +435,13 @@ def _problems(cfg, where=None, lines=None, overridden=None) -> list[tuple[tuple,
                 out.append(((section, key), f"{at((section, key))}: {section}.{key} must be {what}, got {value!r}"))
     if isinstance(cfg.model, dict):
         out += [(path, f"{at(path)}: {msg}") for path, msg in model_problems(cfg.model)]
+    sel = getattr(cfg, "selection", None)
+    if sel is not None and getattr(sel, "method", None) == "mates" and not getattr(sel, "reference", None):
+        out.append((("selection", "reference"), f"{at(('selection',))}: selection.reference is required with method "
+                    "mates: the jsonl whose loss the oracle probes (e.g. ../shared/data/eval/lambada_openai.jsonl)"))
+    if sel is not None and getattr(cfg, "online_mixture", None) is not None:
+        out.append((("selection",), f"{at(('selection',))}: selection and online_mixture both decide what a step "
+                    "reads: use one"))
     return out
 
 
@@ -449,6 +511,12 @@ def parse_config(text: str, where: str = "<config>", base_dir: str | None = None
         if v and "://" not in v:
             setattr(cfg, name, os.path.abspath(v))
     cfg.eval_tasks = [os.path.abspath(p) for p in cfg.eval_tasks]
+    if cfg.selection is not None:
+        sel = cfg.selection
+        if sel.reference and "://" not in sel.reference:
+            sel.reference = os.path.abspath(sel.reference)
+        if sel.encoder not in ("tiny", "minilm") and "://" not in sel.encoder:
+            sel.encoder = os.path.abspath(sel.encoder)
     return cfg
 
 

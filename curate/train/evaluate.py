@@ -36,10 +36,15 @@ ambiguous. Encoding separately makes the scored tokens exactly the continuation'
 same for every context (WinoGrande) and every query. Moving the whitespace keeps the split natural
 for byte-level BPE / SentencePiece vocabularies, whose word tokens carry their leading space
 (``"Ġmat"``): the continuation's encoding is then the one the model saw in running text, because
-pre-tokenization never merges across a word boundary anyway.
+pre-tokenization never merges across a word boundary anyway. lm-evaluation-harness (causal models)
+encodes the whole and splits at the context's token count; on the bundled task files both give the
+same tokens for every request, and the same metrics (``bench/eval_parity.py``).
 
 The sequence ``context_ids + continuation_ids`` is truncated from the left so that the model input
 (all tokens but the last) fits ``max_length`` (default: the model's ``max_position_embeddings``).
+A record with a continuation longer than ``max_length`` cannot be scored: it is left out of the
+task's metrics, counted in ``too_long`` and named in a warning (lm-evaluation-harness stops with an
+assertion instead; PIQA has choices of up to 396 tokens with the quickstart's 2,048-token vocabulary).
 An empty context gets one prefix token (BOS, else EOS) so the first continuation token has
 something to be conditioned on. No other special tokens are added.
 
@@ -318,11 +323,14 @@ def loglikelihoods(
     batch_size: int = 16,
     max_length: int | None = None,
     device=None,
-) -> list[tuple[float, bool, int]]:
+    too_long: str = "raise",
+) -> list[tuple[float, bool, int] | None]:
     """Score ``(context, continuation)`` pairs.
 
     Returns, per request, ``(sum log p(continuation tokens | context), is_greedy, n_tokens)``.
-    The continuation is joined to the context as described in the module docstring.
+    The continuation is joined to the context as described in the module docstring. A
+    continuation of more than ``max_length`` tokens cannot be scored: ``too_long="raise"`` raises
+    ValueError (naming the request), ``"skip"`` gives None for that request.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -357,8 +365,12 @@ def loglikelihoods(
         ids = ctx_ids + cont_ids
         if max_length is not None:
             if len(cont_ids) > max_length:
+                if too_long == "skip":
+                    which.append(-1)
+                    continue
                 raise ValueError(
-                    f"continuation of {len(cont_ids)} tokens does not fit max_length={max_length}"
+                    f"request {len(which) + 1}: continuation of {len(cont_ids)} tokens does not fit "
+                    f"max_length={max_length}"
                 )
             ids = ids[-(max_length + 1):]
         key = tuple(ids) + (len(cont_ids),)
@@ -374,7 +386,8 @@ def loglikelihoods(
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        with torch.inference_mode():
+        # no_grad for a model sharded by FSDP: its gathered parameters must not become inference tensors
+        with torch.no_grad() if type(model).__name__.startswith("FSDP") else torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 ll, greedy = _score_batch(model, [uniq[i] for i in idx], device)
@@ -383,7 +396,7 @@ def loglikelihoods(
     finally:
         if was_training:
             model.train()
-    return [(results[k][0], results[k][1], uniq[k][1]) for k in which]
+    return [(results[k][0], results[k][1], uniq[k][1]) if k >= 0 else None for k in which]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +410,9 @@ def _argmax(xs: Iterable[float]) -> int:
 def evaluate_task(model, tokenizer, task: Task, batch_size: int = 16, max_length=None, device=None) -> dict:
     """Evaluate one task. Returns ``{"task", "n", "acc", "acc_norm"}`` (multiple choice),
     ``{"task", "n", "acc"}`` (partial), ``{"task", "n", "acc", "ppl"}`` (lambada), or
-    ``{"task", "n", "skipped": "unsupported task shape ..."}`` for shapes that need generation."""
+    ``{"task", "n", "skipped": "unsupported task shape ..."}`` for shapes that need generation. ``n``
+    counts the records scored; records whose continuation is longer than ``max_length`` tokens are
+    left out and counted in ``too_long`` (present only when there are some)."""
     n = len(task.records)
     if task.shape not in SUPPORTED_SHAPES:
         msg = f"unsupported task shape {task.shape!r} (only {', '.join(SUPPORTED_SHAPES)} are scored)"
@@ -407,13 +422,28 @@ def evaluate_task(model, tokenizer, task: Task, batch_size: int = 16, max_length
         return {"task": task.name, "n": 0}
 
     def score(reqs):
-        return loglikelihoods(model, tokenizer, reqs, batch_size=batch_size, max_length=max_length, device=device)
+        return loglikelihoods(model, tokenizer, reqs, batch_size=batch_size, max_length=max_length, device=device,
+                              too_long="skip")
+
+    def left_out(bad: list[int]) -> dict:
+        """Records with a continuation longer than max_length are left out of the metrics (lm_eval stops
+        on them with an assertion): counted in ``too_long``, with a warning naming the first."""
+        if not bad:
+            return {}
+        log.warning("%s: %d of %d records have a continuation longer than max_length=%s tokens (first: record %d); "
+                    "left out of the metrics", task.path or task.name, len(bad), len(task.records), max_length,
+                    bad[0] + 1)
+        return {"too_long": len(bad)}
 
     if task.shape == LAMBADA:
         res = score([(r["context"], r["continuation"]) for r in task.records])
+        bad = [i for i, x in enumerate(res) if x is None]
+        res = [x for x in res if x is not None]
+        if not res:
+            return {"task": task.name, "n": 0, **left_out(bad)}
         acc = float(np.mean([g for _, g, _ in res]))
         ppl = math.exp(-float(np.mean([ll for ll, _, _ in res])))
-        return {"task": task.name, "n": n, "acc": acc, "ppl": ppl}
+        return {"task": task.name, "n": len(res), "acc": acc, "ppl": ppl, **left_out(bad)}
 
     if task.shape == MULTIPLE_CHOICE:
         reqs = [(r["query"], c) for r in task.records for c in r["choices"]]
@@ -423,18 +453,26 @@ def evaluate_task(model, tokenizer, task: Task, batch_size: int = 16, max_length
 
     correct = correct_norm = 0
     k = 0
-    for r in task.records:
+    bad = []
+    for i, r in enumerate(task.records):
         opts = r["choices"] if task.shape == MULTIPLE_CHOICE else r["context_options"]
-        lls = [ll for ll, _, _ in res[k:k + len(opts)]]
+        scored = res[k:k + len(opts)]
         k += len(opts)
+        if any(x is None for x in scored):
+            bad.append(i)
+            continue
+        lls = [ll for ll, _, _ in scored]
         correct += _argmax(lls) == r["gold"]
         if task.shape == MULTIPLE_CHOICE:
             # lm-evaluation-harness acc_norm: divide by the choice's length in characters
             correct_norm += _argmax(ll / max(len(c), 1) for ll, c in zip(lls, opts)) == r["gold"]
+    n -= len(bad)
+    if n == 0:
+        return {"task": task.name, "n": 0, **left_out(bad)}
     out = {"task": task.name, "n": n, "acc": correct / n}
     if task.shape == MULTIPLE_CHOICE:
         out["acc_norm"] = correct_norm / n
-    return out
+    return {**out, **left_out(bad)}
 
 
 def evaluate_tasks(

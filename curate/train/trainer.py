@@ -46,6 +46,8 @@ import numpy as np
 from curate.core.safety import UserError, check_complete, check_output
 from curate.mix.indexed import IndexedReader
 from curate.train.config import MODEL_DEFAULTS, TrainConfig, check_config, resume_settings
+from curate.train.distributed import (Dist, as_float, batch_hint, batch_settings, full_states, load_full_states,
+                                      rank_positions, upgrade_settings, wrap)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 STATE_PT = "trainer_state.pt"  # tensors only (optimizer, RNG): loaded with weights_only=True
@@ -369,16 +371,31 @@ class Trainer:
             if cfg.device.startswith("cuda") and not torch.cuda.is_available():
                 raise UserError(f"device: {cfg.device}, but torch sees no CUDA device (use device: auto or cpu)")
             self.device = torch.device(cfg.device)
+        # several processes (torchrun): join the job; process r trains on cuda:LOCAL_RANK (see distributed.py)
+        self.dist = Dist.start(self.device.type)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        if not self.dist.main:
+            self.quiet = True  # rank 0 prints, logs and writes checkpoints
         gpu = self.device.type == "cuda"
         self.amp = (cfg.dtype == "bfloat16") or (cfg.dtype == "auto" and gpu)
         self.micro = cfg.micro_batch_size
-        self.batch = cfg.micro_batch_size * cfg.grad_accum
+        self.batch = cfg.micro_batch_size * cfg.grad_accum * self.dist.world  # the global batch
+        self.positions = rank_positions(cfg.micro_batch_size, cfg.grad_accum, self.dist.world, self.dist.rank)
         self.max_steps = cfg.max_steps or max(1, self.data.total // self.batch)
         self.bounds = self.data.phase_steps(self.max_steps)
-        self.model = build_model(cfg, self.data).to(self.device)
-        self.forward = self.model
+        # fsdp: the model is sharded over the processes (moved to the device layer by layer as it is sharded)
+        self.fsdp = self.dist.active and cfg.parallel == "fsdp"
+        self.model = build_model(cfg, self.data)
+        if not self.fsdp:
+            self.model = self.model.to(self.device)
+        self.ddp = wrap(self.model, self.dist, self.device, cfg.parallel)
+        self.forward = self.ddp
         if str(cfg.compile).lower() == "true" or (str(cfg.compile).lower() == "auto" and gpu):
-            self.forward = torch.compile(self.model)
+            self.forward = torch.compile(self.ddp)
+        # evaluation runs on the bare model when DDP wraps it (processes evaluate different sequences)
+        self.eval_forward = self.forward if not self.dist.active or self.fsdp else self.model
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -415,10 +432,16 @@ class Trainer:
         return dict(zip(self.data.domains, (counts / max(counts.sum(), 1)).tolist()))
 
     def batch_rows(self, step: int) -> np.ndarray:
+        """The sequences this process trains on at ``step`` (all of the global batch with one process)."""
+        p, idx = self.batch_index(step)
+        return self.data.rows(p, idx if not self.dist.active else idx[self.positions])
+
+    def batch_index(self, step: int) -> tuple[int, np.ndarray]:
+        """(phase, indices in the phase) of the global batch of ``step``, the same on every process."""
         p = self._phase_of(step)
         first = (step - self.bounds[p]) * self.batch
         if self.mixture is None:
-            return self.data.rows(p, np.arange(first, first + self.batch))
+            return p, np.arange(first, first + self.batch)
         ph = self.data.phases[p]
         w = np.array([self.mixture.weights[d] for d in self.data.domains])
         rng = np.random.default_rng([self.cfg.seed, step])
@@ -434,7 +457,7 @@ class Trainer:
             take = self.cursors[p, j] + np.arange(sel.sum())
             idx[sel] = positions[take % len(positions)]
             self.cursors[p, j] += sel.sum()
-        return self.data.rows(p, idx)
+        return p, idx
 
     # ---- evaluation
 
@@ -442,19 +465,31 @@ class Trainer:
         torch = self.torch
         out = {}
         self.model.eval()
-        with torch.inference_mode():
+        sums = []  # (loss sum, tokens) per domain; with several processes each takes every world-th micro-batch
+        # FSDP: no_grad, as gathered parameters must not become inference tensors
+        with torch.no_grad() if self.fsdp else torch.inference_mode():
             for d, reader in self.data.valid.items():
                 rows = np.asarray(reader.tokens[: self.cfg.eval_sequences], dtype=np.int64)
                 total, n = 0.0, 0
-                for i in range(0, len(rows), self.micro):
-                    ids = torch.from_numpy(rows[i:i + self.micro]).to(self.device)
+                step = self.micro * self.dist.world
+                for start in range(0, len(rows), step):
+                    i = start + self.dist.rank * self.micro
+                    if i >= len(rows) and not self.fsdp:
+                        break
+                    # FSDP: a forward gathers parameters from every process, so all run every round
+                    ids = torch.from_numpy(rows[i:i + self.micro] if i < len(rows) else rows[:1]).to(self.device)
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        logits = self.forward(input_ids=ids, use_cache=False).logits
+                        logits = self.eval_forward(input_ids=ids, use_cache=False).logits
+                    if i >= len(rows):
+                        continue
                     loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                                              ids[:, 1:].reshape(-1), reduction="sum")
                     total += loss.item()
                     n += ids[:, 1:].numel()
-                out[d] = total / max(n, 1)
+                sums += [total, n]
+        sums = self.dist.sum(sums, self.device)  # every process gets the same losses (the online mixture uses them)
+        for k, d in enumerate(self.data.valid):
+            out[d] = float(sums[2 * k] / max(sums[2 * k + 1], 1))
         self.model.train()
         return out
 
@@ -464,9 +499,12 @@ class Trainer:
         from curate.tokenizer import load_tokenizer
         from curate.train.evaluate import evaluate_tasks
 
-        tok = load_tokenizer(os.path.dirname(self.data.manifest["tokenizer"]["path"]))
-        return evaluate_tasks(self.model, tok.tokenizer, self.cfg.eval_tasks, limit=self.cfg.eval_tasks_limit,
-                              batch_size=self.micro * 2, max_length=self.data.seq_length)
+        res = None
+        if self.dist.main or self.fsdp:  # DDP: on rank 0, the others wait; FSDP: all (forwards are collective)
+            tok = load_tokenizer(os.path.dirname(self.data.manifest["tokenizer"]["path"]))
+            res = evaluate_tasks(self.model, tok.tokenizer, self.cfg.eval_tasks, limit=self.cfg.eval_tasks_limit,
+                                 batch_size=self.micro * 2, max_length=self.data.seq_length)
+        return res if self.fsdp else self.dist.broadcast(res)
 
     # ---- checkpoints
 
@@ -474,6 +512,9 @@ class Trainer:
         """What a resume compares (see ``curate.train.config``): checked config keys, the effective
         max_steps, the model's effective LlamaConfig and the mix's fingerprint."""
         out = resume_settings(self.cfg)
+        # the global batch, not micro_batch_size and grad_accum: another number of processes may resume
+        out = batch_settings(out, self.cfg.micro_batch_size, self.cfg.grad_accum, self.dist.world,
+                             self.reweight.strategy != "none")
         out["max_steps"] = self.max_steps
         out["data"] = mix_fingerprint(self.data.manifest)
         for k, v in self.model.config.to_dict().items():
@@ -482,24 +523,37 @@ class Trainer:
         return _json_ready(out)
 
     def save(self, folder: str, state: bool = True) -> None:
+        """Write a checkpoint (rank 0 writes; under FSDP every process must call it: the states are gathered)."""
         torch = self.torch
+        model_sd = opt_sd = None
+        if self.fsdp:
+            model_sd, opt_sd = full_states(self.model, self.opt, state)
+        if not self.dist.main:
+            return
         parent = os.path.dirname(folder)
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex[:8]}")  # TEMP_NAME
-        self.model.save_pretrained(tmp, safe_serialization=True)
+        self.model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": model_sd} if self.fsdp else {}))
+        if self.fsdp:  # save_pretrained names the class fully_shard made (FSDPLlamaForCausalLM)
+            with open(os.path.join(tmp, "config.json")) as f:
+                conf = json.load(f)
+            conf["architectures"] = [next(c.__name__ for c in type(self.model).__mro__
+                                          if not c.__name__.startswith("FSDP"))]
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(conf, f, indent=2, sort_keys=True)
         tok_dir = os.path.dirname(self.data.manifest["tokenizer"]["path"])
         for name in TOKENIZER_FILES:
             if os.path.exists(os.path.join(tok_dir, name)):
                 shutil.copy(os.path.join(tok_dir, name), tmp)
         if state:
-            tensors = {"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}
+            tensors = {"optimizer": opt_sd if self.fsdp else self.opt.state_dict(), "torch_rng": torch.get_rng_state()}
             if self.device.type == "cuda":
                 tensors["cuda_rng"] = torch.cuda.get_rng_state_all()
             torch.save(tensors, os.path.join(tmp, STATE_PT))
             meta = {"format": STATE_FORMAT, "step": self.step, "max_steps": self.max_steps,
                     "mixture": self.mixture.state_dict() if self.mixture else None,
                     "cursors": self.cursors.tolist() if self.cursors is not None else None,
-                    "settings": self.settings(), "config": _json_ready(asdict(self.cfg))}
+                    "settings": self.settings(), "config": _json_ready(asdict(self.cfg)), "world_size": self.dist.world}
             with open(os.path.join(tmp, STATE_JSON), "w") as f:
                 json.dump(meta, f, indent=1)
         if os.path.exists(folder):  # set the old one aside, rename the new one in, then delete the old one
@@ -553,17 +607,26 @@ class Trainer:
             raise bad from None
         if meta.get("format") != STATE_FORMAT or not isinstance(settings, dict) or step < 0:
             raise bad
+        settings = upgrade_settings(settings)  # written before multi-process training: micro_batch_size, grad_accum
         changes = config_changes(settings, self.settings())
         if changes and not self.allow_config_change:
-            raise UserError(f"{folder} was written with other settings: " + "; ".join(changes) + ". Resume with the "
-                            "same config, start a new output folder, or pass --allow-config-change to go on with the "
-                            "new values")
+            hint = batch_hint(settings, self.dist.world, meta.get("world_size")) \
+                if any(c.startswith(("global_batch:", "reweight_group:")) for c in changes) else ""
+            raise UserError(f"{folder} was written with other settings: " + "; ".join(changes) + hint + ". Resume "
+                            "with the same config, start a new output folder, or pass --allow-config-change to go on "
+                            "with the new values")
         if changes:
             print("note: resuming with changed settings (--allow-config-change): " + "; ".join(changes), file=sys.stderr)
         st = self._load_tensors(os.path.join(folder, STATE_PT))
         try:
-            load_model(self.model, os.path.join(folder, "model.safetensors"), device=str(self.device))
-            self.opt.load_state_dict(st["optimizer"])
+            if self.fsdp:  # whole states into the shards
+                from safetensors.torch import load_file
+
+                load_full_states(self.model, self.opt, load_file(os.path.join(folder, "model.safetensors")),
+                                 st["optimizer"])
+            else:
+                load_model(self.model, os.path.join(folder, "model.safetensors"), device=str(self.device))
+                self.opt.load_state_dict(st["optimizer"])
         except (RuntimeError, ValueError, KeyError, OSError) as e:
             raise UserError(f"{folder}: the checkpoint does not fit this config's model: "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -589,31 +652,39 @@ class Trainer:
 
     def train(self, stop_at_step: int | None = None) -> dict:
         torch = self.torch
-        from curate.train.reweight import per_sample_loss, weighted_loss
+        from curate.train.distributed import no_sync, weighted_loss
+        from curate.train.reweight import per_sample_loss
 
         cfg = self.cfg
-        os.makedirs(cfg.output, exist_ok=True)
-        for what in clean_temp_folders(cfg.output):
-            self._print(what)
+        main = self.dist.main  # rank 0 writes the log, checkpoints and results; every process reads checkpoints
+        if main:
+            os.makedirs(cfg.output, exist_ok=True)
+            for what in clean_temp_folders(cfg.output):
+                self._print(what)
+        self.dist.barrier()
         log_path = os.path.join(cfg.output, "log.jsonl")
         ckpt = _latest_checkpoint(cfg.output)
         if ckpt:
             self.resume(ckpt)
-            _truncate_log(log_path, self.step)
+            if main:
+                _truncate_log(log_path, self.step)
             self._print(f"resumed from {ckpt} at step {self.step}")
-        elif os.path.exists(log_path):
+        elif main and os.path.exists(log_path):
             os.remove(log_path)
-        log = open(log_path, "a")
+        log = open(log_path, "a") if main else None
         tokens_per_step = self.batch * self.data.seq_length
         n_params = sum(p.numel() for p in self.model.parameters())
         self._print(f"model: {n_params / 1e6:.2f}M parameters, {self.max_steps} steps x {self.batch} sequences x "
-                    f"{self.data.seq_length} tokens on {self.device} ({'bf16' if self.amp else 'fp32'}); "
+                    f"{self.data.seq_length} tokens on {self.device} ({'bf16' if self.amp else 'fp32'})"
+                    + (f" x {self.dist.world} processes ({self.dist.backend}, {cfg.parallel}, {self.micro} x "
+                       f"{cfg.grad_accum} sequences each)" if self.dist.active else "") + "; "
                     f"phases: " + ", ".join(f"{p['name']} steps {self.bounds[i]}-{self.bounds[i + 1]}"
                                              for i, p in enumerate(self.data.phases)))
 
         def write(rec):
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            if log is not None:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
 
         if self.step == 0 and self.data.valid:
             write({"step": 0, "tokens": 0, "heldout": self.evaluate_heldout()})
@@ -638,19 +709,21 @@ class Trainer:
                 total_loss, weights = 0.0, None
                 for m in range(cfg.grad_accum):
                     ids = torch.from_numpy(rows[m * self.micro:(m + 1) * self.micro]).to(self.device, non_blocking=True)
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        logits = self.forward(input_ids=ids, use_cache=False).logits
-                    per = per_sample_loss(logits.float(), ids)
-                    loss, weights = weighted_loss(per, self.reweight, step)
-                    (loss / cfg.grad_accum).backward()
+                    with no_sync(self.ddp, last=m == cfg.grad_accum - 1):  # DDP: all-reduce once per step
+                        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                            logits = self.forward(input_ids=ids, use_cache=False).logits
+                        per = per_sample_loss(logits.float(), ids)
+                        loss, weights = weighted_loss(per, self.reweight, step, self.dist)
+                        (loss / cfg.grad_accum).backward()
                     total_loss += per.mean().item() / cfg.grad_accum
+                total_loss = self.dist.mean(total_loss, self.device)  # the mean over the global batch
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)  # 0: off
                 self.opt.step()
                 self.opt.zero_grad(set_to_none=True)
                 self.step += 1
                 steps_since += 1
                 rec = {"step": self.step, "tokens": self.step * tokens_per_step, "phase": self.data.phases[self._phase_of(step)]["name"],
-                       "loss": total_loss, "lr": lr, "grad_norm": float(norm)}
+                       "loss": total_loss, "lr": lr, "grad_norm": as_float(norm)}
                 if self.reweight.strategy != "none" and weights is not None:
                     rec["weight_max"] = float(weights.max())
                 if self.step % cfg.log_every == 0 or self.step == self.max_steps:
@@ -660,7 +733,7 @@ class Trainer:
                     tps = steps_since * tokens_per_step / (now - t_last)
                     rec["tokens_per_s"] = tps
                     if self.peak:
-                        rec["mfu"] = tps * self.flops_per_token / self.peak
+                        rec["mfu"] = tps * self.flops_per_token / (self.peak * self.dist.world)
                     t_last, steps_since = now, 0
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.max_steps) and self.data.valid:
                     rec["heldout"] = self.evaluate_heldout()
@@ -671,25 +744,28 @@ class Trainer:
                 write(rec)
                 progress.update(self.step, rec)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step != self.max_steps:
-                    self.save(os.path.join(cfg.output, "checkpoints", f"step-{self.step:07d}"))
-                    self._prune()
+                    self.save(os.path.join(cfg.output, "checkpoints", f"step-{self.step:07d}"))  # rank 0 writes
+                    if main:
+                        self._prune()
         finally:
             progress.close()
         final_eval["heldout"] = self.evaluate_heldout() if self.data.valid else {}
         final_eval["tasks"] = self.evaluate_tasks()
         write({"step": self.step, "final": True, **final_eval})
-        log.close()
         final = os.path.join(cfg.output, "final")
-        self.save(final, state=False)
+        summary = None
+        self.save(final, state=False)  # rank 0 writes
         self.save(os.path.join(cfg.output, "checkpoints", f"step-{self.step:07d}"))
-        self._prune()
-        with open(log_path) as f:
-            start = next((r["heldout"] for r in map(json.loads, f) if r.get("step") == 0 and "heldout" in r), {})
-        summary = {"steps": self.step, "tokens": self.step * tokens_per_step, "final": final, "heldout_start": start,
-                   **final_eval}
-        with open(os.path.join(cfg.output, "results.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        return summary
+        if main:
+            log.close()
+            self._prune()
+            with open(log_path) as f:
+                start = next((r["heldout"] for r in map(json.loads, f) if r.get("step") == 0 and "heldout" in r), {})
+            summary = {"steps": self.step, "tokens": self.step * tokens_per_step, "final": final,
+                       "heldout_start": start, **final_eval}
+            with open(os.path.join(cfg.output, "results.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+        return self.dist.broadcast(summary)  # the others wait until rank 0 has written everything
 
     def _print(self, msg: str) -> None:
         if not self.quiet:
@@ -739,4 +815,12 @@ class _Progress:
 
 def run_train(cfg: TrainConfig, quiet: bool = False, stop_at_step: int | None = None,
               allow_config_change: bool = False) -> dict:
-    return Trainer(cfg, quiet=quiet, allow_config_change=allow_config_change).train(stop_at_step=stop_at_step)
+    if getattr(cfg, "selection", None) is not None:  # staged data selection (MATES): curate.mates.staged
+        from curate.mates.staged import run_staged
+
+        return run_staged(cfg, quiet=quiet, stop_at_step=stop_at_step, allow_config_change=allow_config_change)
+    trainer = Trainer(cfg, quiet=quiet, allow_config_change=allow_config_change)
+    try:
+        return trainer.train(stop_at_step=stop_at_step)
+    finally:
+        trainer.dist.close()  # leaves the process group when this run joined it (torchrun)
