@@ -9,6 +9,8 @@ import pytest
 from curate.core.recipe import parse_recipe
 from curate.core.runner import run_recipe
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 PROSE = [
     "The river had risen overnight, and by morning the lower fields were a sheet of brown water that reflected the low clouds.",
     "Engineers measured the load on each beam twice, once in the cold of the early morning and again in the heat of the afternoon.",
@@ -93,3 +95,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def two_domain_mix(root, *, vocab_size: int, seq_length: int, total_tokens: int, heldout_tokens: int, phases: list,
+                   files=("web-0.jsonl", "web-1.jsonl"), weights=None):
+    """The sample corpus's paragraphs (over 40 characters) split into two domains ``x`` and ``y``, a BPE
+    tokenizer trained on them and a ``curate mix`` of them in ``root/mix`` (returned)."""
+    from curate.mix.pipeline import run_mix
+    from curate.mix.spec import parse_spec
+    from curate.tokenizer import train_tokenizer
+
+    paras = []
+    for name in files:
+        with open(os.path.join(ROOT, "samples", "corpus", name)) as f:
+            for line in f:
+                paras += [p for p in json.loads(line)["text"].split("\n") if len(p) > 40]
+    half = len(paras) // 2
+    for name, part in (("x", paras[:half]), ("y", paras[half:])):
+        os.makedirs(root / name)
+        pq.write_table(pa.table({"id": [f"{name}{i}" for i in range(len(part))], "text": part}),
+                       root / name / "data.parquet")
+    train_tokenizer([str(root / "x"), str(root / "y")], str(root / "tok"), vocab_size=vocab_size)
+    spec = parse_spec(json.dumps({
+        "tokenizer": str(root / "tok"), "seq_length": seq_length, "total_tokens": total_tokens, "seed": 1,
+        "heldout_tokens": heldout_tokens, "domains": {"x": {"path": str(root / "x")}, "y": {"path": str(root / "y")}},
+        "phases": phases}))
+    run_mix(spec, str(root / "mix"))
+    return root / "mix"

@@ -10,9 +10,8 @@ import sys
 import textwrap
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from conftest import two_domain_mix
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -20,9 +19,6 @@ if not torch.distributed.is_available():  # pragma: no cover
     pytest.skip("this torch has no torch.distributed", allow_module_level=True)
 
 from curate.core.safety import UserError  # noqa: E402
-from curate.mix.pipeline import run_mix  # noqa: E402
-from curate.mix.spec import parse_spec  # noqa: E402
-from curate.tokenizer import train_tokenizer  # noqa: E402
 from curate.train.config import parse_config  # noqa: E402
 from curate.train.distributed import rank_positions  # noqa: E402
 from curate.train.trainer import Trainer, run_train  # noqa: E402
@@ -31,35 +27,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def mixdir(tmp_path_factory):
     """Two domains of the sample corpus's paragraphs mixed into 32-token sequences."""
-    root = tmp_path_factory.mktemp("ddpmix")
-    paras = []
-    with open(os.path.join(ROOT, "samples", "corpus", "web-0.jsonl")) as f:
-        for line in f:
-            paras += [p for p in json.loads(line)["text"].split("\n") if len(p) > 40]
-    half = len(paras) // 2
-    for name, part in (("x", paras[:half]), ("y", paras[half:])):
-        os.makedirs(root / name)
-        pq.write_table(pa.table({"id": [f"{name}{i}" for i in range(len(part))], "text": part}),
-                       root / name / "data.parquet")
-    train_tokenizer([str(root / "x"), str(root / "y")], str(root / "tok"), vocab_size=300)
-    spec = parse_spec(json.dumps({
-        "tokenizer": str(root / "tok"), "seq_length": 32, "total_tokens": 12000, "seed": 1, "heldout_tokens": 600,
-        "domains": {"x": {"path": str(root / "x")}, "y": {"path": str(root / "y")}},
-        "phases": [{"name": "base", "fraction": 0.75, "weights": {"x": 0.6, "y": 0.4}},
-                   {"name": "anneal", "fraction": 0.25, "upsample": {"y": 3}}]}))
-    run_mix(spec, str(root / "mix"))
-    return root / "mix"
+    return two_domain_mix(tmp_path_factory.mktemp("ddpmix"), files=("web-0.jsonl",), vocab_size=300, seq_length=32,
+                          total_tokens=12000, heldout_tokens=600,
+                          phases=[{"name": "base", "fraction": 0.75, "weights": {"x": 0.6, "y": 0.4}},
+                                  {"name": "anneal", "fraction": 0.25, "upsample": {"y": 3}}])
 
 
 def _settings(mixdir, out, micro, accum, **over) -> dict:

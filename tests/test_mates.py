@@ -6,56 +6,34 @@ import json
 import os
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from conftest import read_output  # noqa: E402
+from conftest import read_output, two_domain_mix  # noqa: E402
 
 from curate.core.recipe import RecipeError  # noqa: E402
 from curate.mates.influence import fit_influence, load_influence, spearman  # noqa: E402
 from curate.mates.probe import Snapshot, load_reference, probe, probe_batched  # noqa: E402
 from curate.mates.select import gumbel_topk  # noqa: E402
-from curate.mix.pipeline import run_mix  # noqa: E402
-from curate.mix.spec import parse_spec  # noqa: E402
-from curate.tokenizer import train_tokenizer  # noqa: E402
 from curate.train.config import parse_config  # noqa: E402
 from curate.train.trainer import Trainer, learning_rate, run_train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A two-domain mix of the sample corpus's paragraphs (64-token sequences) and a lambada-shaped reference."""
     root = tmp_path_factory.mktemp("mates")
-    paras = []
-    for name in ("web-0.jsonl", "web-1.jsonl"):
-        with open(os.path.join(ROOT, "samples", "corpus", name)) as f:
-            for line in f:
-                paras += [p for p in json.loads(line)["text"].split("\n") if len(p) > 40]
-    half = len(paras) // 2
-    for name, part in (("x", paras[:half]), ("y", paras[half:])):
-        os.makedirs(root / name)
-        pq.write_table(pa.table({"id": [f"{name}{i}" for i in range(len(part))], "text": part}),
-                       root / name / "data.parquet")
-    train_tokenizer([str(root / "x"), str(root / "y")], str(root / "tok"), vocab_size=512)
-    spec = parse_spec(json.dumps({
-        "tokenizer": str(root / "tok"), "seq_length": 64, "total_tokens": 40000, "seed": 1, "heldout_tokens": 1000,
-        "domains": {"x": {"path": str(root / "x")}, "y": {"path": str(root / "y")}},
-        "phases": [{"name": "base", "fraction": 1.0, "weights": {"x": 0.5, "y": 0.5}}]}))
-    run_mix(spec, str(root / "mix"))
+    two_domain_mix(root, vocab_size=512, seq_length=64, total_tokens=40000, heldout_tokens=1000,
+                   phases=[{"name": "base", "fraction": 1.0, "weights": {"x": 0.5, "y": 0.5}}])
+    paras = pq.read_table(root / "y" / "data.parquet").column("text").to_pylist()
     ref = root / "reference.jsonl"
     with open(ref, "w") as f:
         for p in paras[-12:]:

@@ -6,53 +6,28 @@ import os
 import textwrap
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from conftest import two_domain_mix
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from curate.core.recipe import RecipeError  # noqa: E402
-from curate.mix.pipeline import run_mix  # noqa: E402
-from curate.mix.spec import parse_spec  # noqa: E402
-from curate.tokenizer import train_tokenizer  # noqa: E402
 from curate.train.config import TrainConfig, parse_config  # noqa: E402
 from curate.train.trainer import Trainer, learning_rate, run_train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic and fast enough for a model this small
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def mixdir(tmp_path_factory):
     """Two domains of the sample corpus's paragraphs, tokenized and mixed into 64-token sequences."""
-    root = tmp_path_factory.mktemp("trainmix")
-    paras = []
-    for name in ("web-0.jsonl", "web-1.jsonl"):
-        with open(os.path.join(ROOT, "samples", "corpus", name)) as f:
-            for line in f:
-                paras += [p for p in json.loads(line)["text"].split("\n") if len(p) > 40]
-    half = len(paras) // 2
-    for name, part in (("x", paras[:half]), ("y", paras[half:])):
-        os.makedirs(root / name)
-        pq.write_table(pa.table({"id": [f"{name}{i}" for i in range(len(part))], "text": part}),
-                       root / name / "data.parquet")
-    train_tokenizer([str(root / "x"), str(root / "y")], str(root / "tok"), vocab_size=512)
-    spec = parse_spec(json.dumps({
-        "tokenizer": str(root / "tok"), "seq_length": 64, "total_tokens": 80000, "seed": 1, "heldout_tokens": 2000,
-        "domains": {"x": {"path": str(root / "x")}, "y": {"path": str(root / "y")}},
-        "phases": [{"name": "base", "fraction": 0.8, "weights": {"x": 0.7, "y": 0.3}},
-                   {"name": "anneal", "fraction": 0.2, "upsample": {"y": 3}}]}))
-    run_mix(spec, str(root / "mix"))
-    return root / "mix"
+    return two_domain_mix(tmp_path_factory.mktemp("trainmix"), vocab_size=512, seq_length=64, total_tokens=80000,
+                          heldout_tokens=2000, phases=[{"name": "base", "fraction": 0.8, "weights": {"x": 0.7, "y": 0.3}},
+                                                       {"name": "anneal", "fraction": 0.2, "upsample": {"y": 3}}])
 
 
 def _cfg(mixdir, out, **over) -> TrainConfig:
