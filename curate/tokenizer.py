@@ -107,7 +107,7 @@ def iter_texts(inputs: list[str], text_key: str = "text", limit_docs: int | None
     ``files`` (the paths read), ``docs`` (texts yielded) and ``skipped`` ({reason: records}: records
     the readers refused, e.g. ``missing field 'text'``, and blank texts).
     """
-    from curate.io.readers import InputSpec, list_files, read_shard, split_file
+    from curate.io.readers import InputSpec, list_files, read_in_process
 
     stats = {} if stats is None else stats
     stats.update(files=[], docs=0, skipped={})
@@ -117,21 +117,13 @@ def iter_texts(inputs: list[str], text_key: str = "text", limit_docs: int | None
         raise FileNotFoundError(f"no input files match {', '.join(inputs)}")
     stats["files"] = [path for path, _ in files]
     skipped = stats["skipped"]
-    for i, (path, size) in enumerate(files):
-        for shard in split_file(i, path, size, spec):
-            for kind, item in read_shard(shard, spec):
-                if kind == "report":
-                    for e in item.errors:
-                        skipped[e["reason"]] = skipped.get(e["reason"], 0) + e["n_records"]
-                    for reason, n in item.dropped.items():
-                        skipped[reason] = skipped.get(reason, 0) + n
-                    continue
-                for text in item.column("text").to_pylist():
-                    if text:
-                        yield text
-                        stats["docs"] += 1
-                        if limit_docs is not None and stats["docs"] >= limit_docs:
-                            return
+    for _, batch in read_in_process(files, spec, skipped):
+        for text in batch.column("text").to_pylist():
+            if text:
+                yield text
+                stats["docs"] += 1
+                if limit_docs is not None and stats["docs"] >= limit_docs:
+                    return
 
 
 def input_fields(path: str) -> list[str]:

@@ -607,6 +607,24 @@ def read_shard(shard: Shard, spec: InputSpec, keep_rejected: bool = False) -> It
     yield "report", b
 
 
+def read_in_process(files: list[tuple[str, int]], spec: InputSpec,
+                    skipped: dict[str, int]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, record batch) for every batch of ``files`` (from ``list_files``) in order, read in this process without Beam
+    (for commands that stream an input through one process: ``train-tokenizer``,
+    ``decontaminate-report``); records that are errors or dropped at read are counted into
+    ``skipped`` by reason."""
+    for i, (path, size) in enumerate(files):
+        for shard in split_file(i, path, size, spec):
+            for kind, item in read_shard(shard, spec):
+                if kind == "batch":
+                    yield path, item
+                    continue
+                for e in item.errors:
+                    skipped[e["reason"]] = skipped.get(e["reason"], 0) + e["n_records"]
+                for reason, n in item.dropped.items():
+                    skipped[reason] = skipped.get(reason, 0) + n
+
+
 def _shard_readers() -> dict:
     """Shard format -> reader generator (``reader(shard, spec, builder)`` yields record batches)."""
     return {"jsonl": _read_jsonl, "parquet": _read_parquet, "arrow": _read_arrow,

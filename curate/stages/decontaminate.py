@@ -609,7 +609,7 @@ def report(inputs: list[str], references: list[str], output: str, reference_fiel
     import json
 
     from curate.core.safety import begin_output, check_output, finish_output
-    from curate.io.readers import InputSpec, list_files, read_shard, split_file
+    from curate.io.readers import InputSpec, list_files, read_in_process
 
     rule = Decontaminate(references=list(references), reference_fields=list(reference_fields or ["text"]),
                          ngram=ngram, min_ngram=min_ngram, mode="annotate")
@@ -628,46 +628,38 @@ def report(inputs: list[str], references: list[str], output: str, reference_fiel
     skipped: dict[str, int] = {}
     contaminated = 0
     with open(os.path.join(output, "leaks.jsonl"), "w", encoding="utf-8") as out:
-        for i, (path, size) in enumerate(files):
-            for shard in split_file(i, path, size, spec):
-                for kind, item in read_shard(shard, spec):
-                    if kind == "report":
-                        for e in item.errors:
-                            skipped[e["reason"]] = skipped.get(e["reason"], 0) + e["n_records"]
-                        for reason, n in item.dropped.items():
-                            skipped[reason] = skipped.get(reason, 0) + n
-                        continue
-                    n_docs += item.num_rows
-                    hits = match(item.column(S.TEXT), index, want_text=True)
-                    if not len(hits.doc):
-                        continue
-                    contaminated += len(np.unique(hits.doc))
-                    ids = item.column(S.ID)
-                    rep, bench = index.benchmarks_of(hits.ref)
-                    rows: dict[tuple[int, int], dict] = {}
-                    for h, b in zip(rep.tolist(), bench.tolist()):
-                        d, ref = int(hits.doc[h]), int(hits.ref[h])
-                        row = rows.get((d, b))
-                        if row is None:
-                            row = rows[(d, b)] = {"id": ids[d].as_py(), "file": path, "benchmark": index.names[b],
-                                                  "refs": set(), "ngrams": [], "records": set()}
-                        if ref not in row["refs"]:
-                            row["refs"].add(ref)
-                            if len(row["ngrams"]) < max_examples:
-                                row["ngrams"].append(hits.words[h])
-                        grams_per[b].add(ref)
-                        a, z = index.ptr[ref], index.ptr[ref + 1]
-                        recs = index.owner_rec[a:z][index.owner_bench[a:z] == b].tolist()
-                        recs_per[b].update(recs)
-                        if len(row["records"]) < 20:
-                            row["records"].update(recs[: 20 - len(row["records"])])
-                    for (d, b), row in sorted(rows.items()):
-                        docs_per[b] += 1
-                        if len(examples[b]) < 3:
-                            examples[b].append({"id": row["id"], "ngram": row["ngrams"][0]})
-                        out.write(json.dumps({"id": row["id"], "file": row["file"], "benchmark": row["benchmark"],
-                                              "matches": len(row["refs"]), "ngrams": row["ngrams"],
-                                              "records": sorted(row["records"])}, ensure_ascii=False) + "\n")
+        for path, item in read_in_process(files, spec, skipped):
+            n_docs += item.num_rows
+            hits = match(item.column(S.TEXT), index, want_text=True)
+            if not len(hits.doc):
+                continue
+            contaminated += len(np.unique(hits.doc))
+            ids = item.column(S.ID)
+            rep, bench = index.benchmarks_of(hits.ref)
+            rows: dict[tuple[int, int], dict] = {}
+            for h, b in zip(rep.tolist(), bench.tolist()):
+                d, ref = int(hits.doc[h]), int(hits.ref[h])
+                row = rows.get((d, b))
+                if row is None:
+                    row = rows[(d, b)] = {"id": ids[d].as_py(), "file": path, "benchmark": index.names[b],
+                                          "refs": set(), "ngrams": [], "records": set()}
+                if ref not in row["refs"]:
+                    row["refs"].add(ref)
+                    if len(row["ngrams"]) < max_examples:
+                        row["ngrams"].append(hits.words[h])
+                grams_per[b].add(ref)
+                a, z = index.ptr[ref], index.ptr[ref + 1]
+                recs = index.owner_rec[a:z][index.owner_bench[a:z] == b].tolist()
+                recs_per[b].update(recs)
+                if len(row["records"]) < 20:
+                    row["records"].update(recs[: 20 - len(row["records"])])
+            for (d, b), row in sorted(rows.items()):
+                docs_per[b] += 1
+                if len(examples[b]) < 3:
+                    examples[b].append({"id": row["id"], "ngram": row["ngrams"][0]})
+                out.write(json.dumps({"id": row["id"], "file": row["file"], "benchmark": row["benchmark"],
+                                      "matches": len(row["refs"]), "ngrams": row["ngrams"],
+                                      "records": sorted(row["records"])}, ensure_ascii=False) + "\n")
     summary = {
         "documents": n_docs, "contaminated_documents": contaminated, "skipped": skipped,
         "ngram": ngram, "min_ngram": min_ngram, "reference_fields": list(rule.reference_fields),
