@@ -2,15 +2,20 @@
 
     .venv/bin/python bench/mates_loop.py                       # quickstart mix (out/mix), 3 seeds
     .venv/bin/python bench/mates_loop.py --seeds 0 1 2 3 4 --steps 400 --out out/mates-loop
+    .venv/bin/python bench/mates_loop.py --seeds 0 1 2 3 4 --arms random mates static --classifier models/quality-ablate.bin
 
-Both arms run ``curate train`` with a ``selection:`` block on the same mix, model, schedule and
-seeds; the only difference is ``method: mates`` vs ``method: random`` (every stage a uniform draw
-of the same size; stage 0 is a uniform draw in both arms). The reference set the oracle probes is
+Every arm runs ``curate train`` with a ``selection:`` block on the same mix, model, schedule and
+seeds; the only difference is the method: ``mates``, ``random`` (every stage a uniform draw of the
+same size) or ``static`` (the reference without a model in the loop: a fastText quality classifier,
+``--classifier``, scores the pool once and every stage draws by Gumbel-top-k on those fixed scores);
+stage 0 is a uniform draw in every arm. The default arms are all three when the classifier file
+exists (``curate train-scorer --recipe samples/ablate/quality-heldout.yaml``: trained on no
+evaluation file), else random and mates. The reference set the oracle probes is
 LAMBADA's first ``--reference-limit`` records; the **held-out target** is other LAMBADA records
 (``--target-limit`` of them, after those), never probed: its token-mean continuation loss on the
 final model, plus LAMBADA accuracy on them and the downstream tasks (multiple-choice accuracy).
 Printed: per-stage Spearman of the influence model on held-out probes, each metric's mean ± std
-per arm, and the paired difference mates - random (t-interval over seeds, ``curate.ablate.stats``),
+per arm, and the paired difference of each arm minus random (t-interval over seeds, ``curate.ablate.stats``),
 with the compute the selection itself took (probing, fitting, scoring) next to training's.
 Runs already finished in ``--out`` are reused (delete the folder to redo them).
 Needs ../shared/data/eval (LAMBADA and the task files) and a mix (quickstart: ``samples/quickstart.sh``).
@@ -63,7 +68,8 @@ def run_arm(args, arm: str, seed: int, ref: str, tasks: list[str]) -> dict:
         "eval_tasks": tasks, "eval_tasks_limit": args.tasks_limit,
         "selection": {"method": arm, "stage_steps": args.stage_steps, "fraction": args.fraction,
                       "temperature": args.temperature, "probes": args.probes, "reference": ref,
-                      "reference_limit": args.reference_limit, "encoder": args.encoder, "fit_epochs": args.fit_epochs}}),
+                      "reference_limit": args.reference_limit, "encoder": args.encoder, "fit_epochs": args.fit_epochs,
+                      **({"classifier": args.classifier} if arm == "static" else {})}}),
         f"mates_loop:{arm}:{seed}")
     t0 = time.perf_counter()
     res = run_train(cfg, quiet=True)
@@ -119,7 +125,21 @@ def main(argv=None) -> int:
     p.add_argument("--tasks-limit", type=int, default=300)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--arms", nargs="+", choices=["random", "mates", "static"], default=None,
+                   help="default: all three when --classifier exists, else random and mates")
+    p.add_argument("--classifier", default=os.path.join(ROOT, "models", "quality-ablate.bin"),
+                   help="fastText quality model of the static arm")
     args = p.parse_args(argv)
+    args.classifier = os.path.abspath(args.classifier)
+    if args.arms is None:
+        args.arms = ["random", "mates"] + (["static"] if os.path.isfile(args.classifier) else [])
+        if "static" not in args.arms:
+            print(f"note: no static arm: {args.classifier} not found (curate train-scorer --recipe "
+                  "samples/ablate/quality-heldout.yaml writes models/quality-ablate.bin)", file=sys.stderr)
+    elif "static" in args.arms and not os.path.isfile(args.classifier):
+        p.error(f"--arms static needs --classifier: {args.classifier} not found")
+    if "random" not in args.arms:
+        p.error("--arms must include random (the baseline every other arm is compared with)")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -128,10 +148,11 @@ def main(argv=None) -> int:
     args.data, args.out = os.path.abspath(args.data), os.path.abspath(args.out)
     ref, target = split_lambada(args.out, args.reference_limit, args.target_limit)
     tasks = [target] + [os.path.join(EVAL, f"{t}.jsonl") for t in args.tasks]
-    table: dict[str, dict[int, dict]] = {"random": {}, "mates": {}}
-    info: dict[str, dict[int, dict]] = {"random": {}, "mates": {}}
+    arms = [a for a in ("random", "mates", "static") if a in args.arms]
+    table: dict[str, dict[int, dict]] = {a: {} for a in arms}
+    info: dict[str, dict[int, dict]] = {a: {} for a in arms}
     for seed in args.seeds:
-        for arm in ("random", "mates"):
+        for arm in arms:
             t0 = time.perf_counter()
             res = run_arm(args, arm, seed, ref, tasks)
             folder = os.path.join(args.out, f"{arm}-seed{seed}")
@@ -142,35 +163,75 @@ def main(argv=None) -> int:
 
     lines = [f"MATES closed loop: {args.steps} steps x 8 x 128 tokens per run, stages of {args.stage_steps} steps, "
              f"{args.fraction:g} of the pool per stage (temperature {args.temperature:g}), {args.probes} probes per "
-             f"stage, encoder {args.encoder}, seeds {args.seeds}", ""]
-    lines.append("Influence model: Spearman on held-out probes, per stage (mates arm)")
-    lines.append("| seed | " + " | ".join(f"stage {st['stage']} (step {st['step']})" for st in info["mates"][args.seeds[0]]["stages"]
-                                            if st["method"] == "mates") + " |")
-    lines.append("|---" * (1 + sum(st["method"] == "mates" for st in info["mates"][args.seeds[0]]["stages"])) + "|")
-    for seed in args.seeds:
-        lines.append(f"| {seed} | " + " | ".join(f"{st['spearman_holdout']:.3f}" for st in info["mates"][seed]["stages"]
-                                                 if st["method"] == "mates") + " |")
-    probe_ms = [st["probe_seconds_per_doc"] * 1000 for s in args.seeds for st in info["mates"][s]["stages"]
-                if "probe_seconds_per_doc" in st]
-    sel_s = [info["mates"][s]["selection_seconds"] for s in args.seeds]
-    lines.append("")
-    lines.append(f"Probe cost: {sum(probe_ms) / len(probe_ms):.0f} ms per document (one step + the reference loss); "
-                 f"selection work per mates run {sum(sel_s) / len(sel_s):.0f}s (probe + fit + score)")
+             f"stage, encoder {args.encoder}, seeds {args.seeds}, arms {arms}", ""]
+    if "mates" in arms:
+        lines.append("Influence model: Spearman on held-out probes, per stage (mates arm)")
+        lines.append("| seed | " + " | ".join(f"stage {st['stage']} (step {st['step']})" for st in info["mates"][args.seeds[0]]["stages"]
+                                                if st["method"] == "mates") + " |")
+        lines.append("|---" * (1 + sum(st["method"] == "mates" for st in info["mates"][args.seeds[0]]["stages"])) + "|")
+        for seed in args.seeds:
+            lines.append(f"| {seed} | " + " | ".join(f"{st['spearman_holdout']:.3f}" for st in info["mates"][seed]["stages"]
+                                                     if st["method"] == "mates") + " |")
+        probe_ms = [st["probe_seconds_per_doc"] * 1000 for s in args.seeds for st in info["mates"][s]["stages"]
+                    if "probe_seconds_per_doc" in st]
+        sel_s = [info["mates"][s]["selection_seconds"] for s in args.seeds]
+        lines.append("")
+        lines.append(f"Probe cost: {sum(probe_ms) / len(probe_ms):.0f} ms per document (one step + the reference loss); "
+                     f"selection work per mates run {sum(sel_s) / len(sel_s):.0f}s (probe + fit + score)")
+    if "static" in arms:
+        import numpy as np
+
+        sel_mean, pool_mean, rho = [], [], []
+        overlap: dict[str, list[float]] = {}
+        for seed in args.seeds:
+            for st in info["static"][seed]["stages"]:
+                if st["method"] != "static":
+                    continue
+                stage = f"stage-{st['stage']:03d}"
+                d = os.path.join(args.out, f"static-seed{seed}", "mates", stage)
+                with open(os.path.join(d, "stage.json")) as f:
+                    full = json.load(f)
+                sel_mean.append(full["selected_score_mean"])
+                pool_mean.append(full["pool_score_mean"])
+                chosen = {a: os.path.join(args.out, f"{a}-seed{seed}", "mates", stage, "selection.npy") for a in arms}
+                for a, b in (("static", "random"), ("mates", "random"), ("static", "mates")):
+                    if a in arms and b in arms and os.path.exists(chosen[a]) and os.path.exists(chosen[b]):
+                        x, y = np.load(chosen[a]), np.load(chosen[b])
+                        overlap.setdefault(f"{a}/{b}", []).append(len(np.intersect1d(x, y)) / len(x))
+                other = os.path.join(args.out, f"mates-seed{seed}", "mates", stage, "scores.npy")
+                if "mates" in arms and os.path.exists(other):
+                    from curate.mates.influence import spearman
+
+                    rho.append(spearman(np.load(os.path.join(d, "scores.npy")), np.load(other)))
+        lines.append("")
+        lines.append(f"Static selector ({os.path.relpath(args.classifier, ROOT)}): mean P(high quality) of the selected "
+                     f"sequences {sum(sel_mean) / len(sel_mean):.3f} vs the pool {sum(pool_mean) / len(pool_mean):.3f}"
+                     + (f"; Spearman of its scores vs the influence model's (same seed and stage): "
+                        f"{sum(rho) / len(rho):+.3f}" if rho else ""))
+        if overlap:
+            lines.append("Shared selections, same seed and stage (every arm draws its Gumbel noise from the same seed, "
+                         f"so selections overlap beyond the chance level {args.fraction:g}): "
+                         + ", ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in overlap.items()))
     lines.append("")
     keys = sorted({k for arm in table.values() for m in arm.values() for k in m},
                   key=lambda k: (k != "target_loss", k != "downstream_mean_acc", k))
-    lines.append("| metric | random (mean ± std) | mates (mean ± std) | mates - random (paired, 95% CI) | significant |")
-    lines.append("|---|---|---|---|---|")
+    others = [a for a in arms if a != "random"]
+    lines.append("| metric | " + " | ".join(f"{a} (mean ± std)" for a in arms) + " | "
+                 + " | ".join(f"{a} - random (paired, 95% CI) | significant" for a in others) + " |")
+    lines.append("|---" * (1 + len(arms) + 2 * len(others)) + "|")
     summary = {}
     for k in keys:
-        r = {s: table["random"][s][k] for s in args.seeds if k in table["random"][s]}
-        m = {s: table["mates"][s][k] for s in args.seeds if k in table["mates"][s]}
-        (rm, rs), (mm, ms) = mean_std(list(r.values())), mean_std(list(m.values()))
-        ci = paired_ci(m, r)
-        summary[k] = {"random": r, "mates": m, "diff": ci}
-        interval = f"{ci['mean']:+.4f} [{ci['lo']:+.4f}, {ci['hi']:+.4f}]" if ci["lo"] is not None else f"{ci['mean']:+.4f}"
-        lines.append(f"| {k} | {rm:.4f} ± {rs:.4f} | {mm:.4f} ± {ms:.4f} | {interval} | "
-                     f"{'yes' if ci['significant'] else 'no'} |")
+        vals = {a: {s: table[a][s][k] for s in args.seeds if k in table[a][s]} for a in arms}
+        cells = ["{:.4f} ± {:.4f}".format(*mean_std(list(vals[a].values()))) for a in arms]
+        summary[k] = dict(vals)
+        for a in others:
+            ci = paired_ci(vals[a], vals["random"])
+            summary[k][f"{a}-random"] = ci
+            if a == "mates":
+                summary[k]["diff"] = ci  # as before the static arm
+            interval = f"{ci['mean']:+.4f} [{ci['lo']:+.4f}, {ci['hi']:+.4f}]" if ci["lo"] is not None else f"{ci['mean']:+.4f}"
+            cells += [interval, "yes" if ci["significant"] else "no"]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("(target_loss and mix_heldout: lower is better; accuracies: higher is better. 'no': the paired "
                  "95% interval contains 0, the difference is not significant at this scale.)")

@@ -257,6 +257,55 @@ def test_random_method_is_a_uniform_draw_of_the_same_size(world, tmp_path):
     assert len(a) == len(b) == st[0]["selected"] and len(set(a)) == len(a) and not np.array_equal(np.sort(a), np.sort(b))
 
 
+def test_static_method_selects_by_fixed_classifier_scores_and_resumes(world, tmp_path):
+    """method static: a real fastText model scores the pool once; temperature 0 is exactly the top fraction."""
+    from tokenizers import Tokenizer
+
+    from curate.mates.staged import StagedTrainer
+    from curate.scorers.fasttext_classifier import load_model, predict_positive, preprocess
+    from curate.scorers.train import train_classifier
+
+    x = pq.read_table(world["root"] / "x" / "data.parquet").column("text").to_pylist()
+    y = pq.read_table(world["root"] / "y" / "data.parquet").column("text").to_pylist()
+    clf = str(tmp_path / "q.bin")
+    train_classifier(x + y, [True] * len(x) + [False] * len(y), clf, epoch=5, lr=0.5, dim=16, bucket=5000,
+                     valid_fraction=0.0, threads=1)
+    sel = {"method": "static", "stage_steps": 4, "fraction": 0.25, "temperature": 0, "classifier": clf}
+    full = tmp_path / "full"
+    res = run_train(_cfg(world, full, selection=sel), quiet=True)
+    assert [s["method"] for s in res["mates"]["stages"]] == ["random", "static", "static"]
+    scores = np.load(full / "mates" / "stage-001" / "scores.npy")
+    assert np.array_equal(scores, np.load(full / "mates" / "stage-002" / "scores.npy"))  # scored once, fixed
+    assert scores.std() > 0.01 and len(np.unique(scores)) > 0.9 * len(scores)
+    # the scores are the classifier's P(pos) of each pool sequence, detokenized (EOS between documents: a newline)
+    tr = StagedTrainer(_cfg(world, full, selection=sel), quiet=True)
+    tok = Tokenizer.from_file(tr.data.manifest["tokenizer"]["path"])
+    eos = tok.id_to_token(int(tr.data.manifest["tokenizer"]["eos_id"]))
+    idx = np.array([0, 7, len(scores) - 1])
+    texts = [tok.decode(r.tolist(), skip_special_tokens=False).replace(eos, "\n") for r in tr.pool_rows(idx)]
+    expect = predict_positive(load_model(clf), preprocess(texts).to_pylist())
+    assert np.allclose(scores[idx], expect, atol=1e-6)
+    k = int(round(0.25 * len(scores)))
+    for s in (1, 2):  # temperature 0: exactly the top fraction, in a shuffled order
+        chosen = np.load(full / "mates" / f"stage-{s:03d}" / "selection.npy")
+        rest = np.setdiff1d(np.arange(len(scores)), chosen)
+        assert len(chosen) == len(set(chosen.tolist())) == k and scores[chosen].min() >= scores[rest].max()
+    # stopped inside stage 1, resumed: the same run
+    part = tmp_path / "part"
+    assert run_train(_cfg(world, part, selection=sel, checkpoint_every=6), quiet=True, stop_at_step=6) == {"stopped_at": 6}
+    run_train(_cfg(world, part, selection=sel, checkpoint_every=6), quiet=True)
+    assert _losses(full) == _losses(part)
+    for s in range(3):
+        assert np.array_equal(np.load(full / "mates" / f"stage-{s:03d}" / "selection.npy"),
+                              np.load(part / "mates" / f"stage-{s:03d}" / "selection.npy"))
+    # the classifier is required, and must exist (file:line of the config)
+    with pytest.raises(RecipeError, match="selection.classifier is required with method static"):
+        _cfg(world, tmp_path / "c", selection={"method": "static"})
+    text = f"data: {world['mix']}\noutput: {tmp_path / 'c'}\nselection:\n  method: static\n  classifier: {tmp_path}/no.bin\n"
+    with pytest.raises(RecipeError, match=r"cfg.yaml:5: selection.classifier: no such file .*no.bin"):
+        parse_config(text, "cfg.yaml")
+
+
 def test_selection_config_is_checked(world, tmp_path):
     with pytest.raises(RecipeError, match="selection.reference is required"):
         _cfg(world, tmp_path / "c", selection={"method": "mates"})

@@ -13,7 +13,13 @@ s x stage_steps):
 
 With ``random_first_stage`` (default, as MATES warms up on random data) stage 0 is a uniform draw
 of the same size; ``method: random`` makes every stage a uniform draw: the baseline at equal tokens
-and steps.
+and steps. ``method: static`` is the model-blind reference: every pool sequence is scored once (when the
+first non-random stage is made) by a fastText quality classifier (``classifier:``; P(``__label__pos``)
+of the sequence detokenized with the mix's tokenizer, preprocessed as its ``MODEL.json`` says), and
+every stage selects ``fraction`` of the pool by Gumbel-top-k on those fixed scores (same temperature
+as mates; only the noise differs between stages). Every method draws stage s's Gumbel noise from the
+same seed (``[seed, s, 2]``), so the arms' selections are paired: at temperature 1 they share far more
+sequences than independent draws would.
 
 **The pool** is the mix's packed training sequences, all phases together (a multi-phase mix is
 pooled; its phase schedule does not apply). A sequence is what a training step reads, so
@@ -73,6 +79,14 @@ class StagedTrainer(Trainer):
 
             self.reference = load_reference(self.sel.reference, self.lm_tokenizer, self.data.seq_length,
                                             limit=self.sel.reference_limit)
+        self.classifier, self.static_scores = None, None
+        if self.sel.method == "static":
+            from curate.scorers.fasttext_classifier import load_model
+
+            try:
+                self.classifier = load_model(self.sel.classifier)
+            except (OSError, ValueError) as e:
+                raise UserError(f"selection.classifier {self.sel.classifier}: not a fastText model ({e})") from None
         if len(self.data.phases) > 1:
             self._print(f"note: selection pools the mix's {len(self.data.phases)} phases ({self.pool_size:,} sequences); "
                         "the phase schedule does not apply")
@@ -99,6 +113,29 @@ class StagedTrainer(Trainer):
         sel = self.selections[s]
         first = (step - s * self.stage_steps) * self.batch
         return self.pool_rows(sel[(first + np.arange(self.batch)) % len(sel)])
+
+    def classifier_scores(self) -> np.ndarray:
+        """method static: the classifier's P(pos) of every pool sequence (detokenized), computed once."""
+        if self.static_scores is None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            from curate.scorers.fasttext_classifier import DEFAULT_MAX_CHARS, POS, predict_positive, preprocess
+
+            card = {}
+            if os.path.isfile(self.sel.classifier + ".json"):  # MODEL.json of `curate train-scorer`
+                with open(self.sel.classifier + ".json") as f:
+                    card = (json.load(f) or {}).get("preprocess") or {}
+            mode, max_chars = card.get("mode", "curate"), card.get("max_chars", DEFAULT_MAX_CHARS)
+            eos = self.lm_tokenizer.id_to_token(int(self.data.manifest["tokenizer"]["eos_id"]))
+            parts = []
+            for a in range(0, self.pool_size, 4096):
+                ids = self.pool_rows(np.arange(a, min(a + 4096, self.pool_size))).tolist()
+                texts = pa.array(self.lm_tokenizer.decode_batch(ids, skip_special_tokens=False), type=pa.string())
+                texts = pc.replace_substring(texts, eos, "\n") if eos else texts  # documents stay apart
+                parts.append(predict_positive(self.classifier, preprocess(texts, max_chars, mode).to_pylist(), POS))
+            self.static_scores = np.concatenate(parts).astype(np.float32)
+        return self.static_scores
 
     # ---- one stage
 
@@ -145,6 +182,13 @@ class StagedTrainer(Trainer):
         if sel.method == "random" or (s == 0 and sel.random_first_stage):
             info["method"] = "random"
             chosen = gumbel_topk(np.zeros(self.pool_size), self.k, 1.0, seed=seed + [2])  # a uniform draw
+        elif sel.method == "static":
+            info["method"] = "static"
+            scores = self.classifier_scores()
+            np.save(os.path.join(tmp, "scores.npy"), scores)
+            chosen = gumbel_topk(scores, self.k, sel.temperature, seed=seed + [2])
+            info.update({"classifier": sel.classifier, "score_seconds": time.perf_counter() - t0,
+                         "selected_score_mean": float(scores[chosen].mean()), "pool_score_mean": float(scores.mean())})
         else:
             from curate.mates.influence import fit_influence
             from curate.mates.probe import probe, probe_batched

@@ -42,8 +42,9 @@ fractions in [0, 1]; then these rules):
   strategy's default), ``warmup_steps`` >= 0. ``online_mixture``: ``eta`` >= 0, ``every`` >= 0 (0:
   at every evaluation), ``min_weight`` in [0, 1] (and at most 1/number of domains, checked against
   the mix), ``graph`` a square matrix (its size is checked against the mix's domains).
-  ``selection`` (``curate.mates``): ``method`` mates | random, ``stage_steps`` >= 1, ``fraction`` in
+  ``selection`` (``curate.mates``): ``method`` mates | random | static, ``stage_steps`` >= 1, ``fraction`` in
   (0, 1], ``temperature`` >= 0, ``probes`` >= 4, ``probe_batch`` >= 1, ``reference`` a jsonl (required for mates),
+  ``classifier`` an existing fastText .bin (required for static),
   ``encoder`` tiny | minilm | a local encoder folder, ``holdout_fraction`` in (0, 1).
 * ``model``: every key must be a field of transformers' ``LlamaConfig`` (read from the installed
   transformers, plus the legacy ``rope_theta``/``rope_scaling``), with the type of that field's
@@ -122,7 +123,7 @@ class OnlineMixtureSection:
 @dataclass
 class SelectionSection:
     """Model-aware data selection in stages (MATES, Yu et al. 2024): ``curate.mates``."""
-    method: str = "mates"  # mates | random (the baseline: the same stages, a uniform draw)
+    method: str = "mates"  # mates | random (the baseline: the same stages, a uniform draw) | static (fixed classifier scores)
     stage_steps: int = 100  # steps per stage; a stage trains on the selection made at its start
     fraction: float = 0.2  # share of the pool selected per stage (MATES keeps 20%)
     temperature: float = 1.0  # Gumbel-top-k: key = z(score) / temperature + Gumbel noise; 0: plain top-k
@@ -138,6 +139,7 @@ class SelectionSection:
     holdout_fraction: float = 0.1  # probes held out for Spearman (best epoch kept)
     score_batch_size: int = 64
     random_first_stage: bool = True  # MATES warms up on random data: stage 0 is a uniform draw
+    classifier: str | None = None  # method static: a fastText quality model (`curate train-scorer quality`)
 
     limits: ClassVar[dict] = {"temperature": (0, None), "fit_lr": (0, None)}
 
@@ -228,7 +230,8 @@ def resume_settings(cfg: TrainConfig) -> dict:
             if value is None:
                 out[key] = None
             else:
-                out.update({f"{key}.{k}": v for k, v in vars(value).items()})
+                out.update({f"{key}.{k}": v for k, v in vars(value).items()
+                            if not (k == "classifier" and v is None)})  # runs from before `static` resume unchanged
             continue
         out[key] = list(value) if isinstance(value, (list, tuple)) else value
     return out
@@ -299,7 +302,7 @@ _SECTION_RULES = {
                   "a square matrix of numbers, one row and column per domain (or null)"),
     },
     "selection": {
-        "method": (lambda v: v in ("mates", "random"), "mates or random"),
+        "method": (lambda v: v in ("mates", "random", "static"), "mates, random or static"),
         "stage_steps": _int_at_least(1),
         "fraction": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
         "temperature": (lambda v: _is_num(v) and v >= 0, "a number >= 0 (0: plain top-k)"),
@@ -315,6 +318,7 @@ _SECTION_RULES = {
         "holdout_fraction": (lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
         "score_batch_size": _int_at_least(1),
         "random_first_stage": (lambda v: isinstance(v, bool), "true or false"),
+        "classifier": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a fastText .bin (or null)"),
     },
 }
 
@@ -439,6 +443,14 @@ def _problems(cfg, where=None, lines=None, overridden=None) -> list[tuple[tuple,
     if sel is not None and getattr(sel, "method", None) == "mates" and not getattr(sel, "reference", None):
         out.append((("selection", "reference"), f"{at(('selection',))}: selection.reference is required with method "
                     "mates: the jsonl whose loss the oracle probes (e.g. ../shared/data/eval/lambada_openai.jsonl)"))
+    if sel is not None and getattr(sel, "method", None) == "static":
+        clf = getattr(sel, "classifier", None)
+        if not clf:
+            out.append((("selection", "classifier"), f"{at(('selection',))}: selection.classifier is required with "
+                        "method static: a fastText quality model (train one with `curate train-scorer quality`)"))
+        elif isinstance(clf, str) and "://" not in clf and not os.path.isfile(clf):
+            out.append((("selection", "classifier"), f"{at(('selection', 'classifier'))}: selection.classifier: "
+                        f"no such file {os.path.abspath(clf)} (train one with `curate train-scorer quality`)"))
     if sel is not None and getattr(cfg, "online_mixture", None) is not None:
         out.append((("selection",), f"{at(('selection',))}: selection and online_mixture both decide what a step "
                     "reads: use one"))
@@ -515,6 +527,8 @@ def parse_config(text: str, where: str = "<config>", base_dir: str | None = None
         sel = cfg.selection
         if sel.reference and "://" not in sel.reference:
             sel.reference = os.path.abspath(sel.reference)
+        if sel.classifier and "://" not in sel.classifier:
+            sel.classifier = os.path.abspath(sel.classifier)
         if sel.encoder not in ("tiny", "minilm") and "://" not in sel.encoder:
             sel.encoder = os.path.abspath(sel.encoder)
     return cfg
