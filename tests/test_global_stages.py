@@ -181,9 +181,11 @@ def test_a_huge_document_is_signed_in_pieces_with_the_same_signature(monkeypatch
     assert (whole == pieces).all() and valid.tolist() == valid2.tolist() == [True, True, False]
 
 
-def test_shuffle_spills_one_file_per_bundle_and_loads_slices(tmp_path):
-    """Payloads spill to one scratch file per bundle; only (path, offset, length) references go
-    through the GroupByKey, tiny payloads stay inline; every payload comes back whole."""
+@pytest.mark.parametrize("flush_bytes", [None, 20_000])
+def test_shuffle_spills_one_file_per_bundle_and_loads_slices(tmp_path, monkeypatch, flush_bytes):
+    """Payloads spill to one scratch file per bundle (or per ``FLUSH_BYTES`` of one: a worker never holds
+    more than that); only (path, offset, length) references go through the GroupByKey, tiny payloads
+    stay inline; every payload comes back whole."""
     import os
 
     import apache_beam as beam
@@ -194,6 +196,8 @@ def test_shuffle_spills_one_file_per_bundle_and_loads_slices(tmp_path):
 
     items = [(k % 3, np.arange(k * 100, dtype=np.int64)) for k in range(12)]  # k=0: empty payload, inline
     folder = str(tmp_path / "spill")
+    if flush_bytes:
+        monkeypatch.setattr(exchange, "FLUSH_BYTES", flush_bytes)
     with beam.Pipeline() as p:
         out = (p | beam.Create(items, reshuffle=False) | exchange.GroupByKey(folder)
                | beam.Map(lambda kv: (kv[0], sorted(int(a.sum()) for a in kv[1]))))
@@ -202,4 +206,7 @@ def test_shuffle_spills_one_file_per_bundle_and_loads_slices(tmp_path):
             expect.setdefault(k, []).append(int(a.sum()))
         assert_that(out, equal_to([(k, sorted(v)) for k, v in expect.items()]))
     files = os.listdir(folder)
-    assert 1 <= len(files) <= 2  # one per bundle (Create may make one or two), not one per payload
+    if flush_bytes is None:
+        assert 1 <= len(files) <= 2  # one per bundle (Create may make one or two), not one per payload
+    else:  # 12 payloads of up to 8.8 KB, 50 KB in all: written out every 20 KB
+        assert 3 <= len(files) <= 6, files

@@ -3,9 +3,10 @@
 Beam's in-process runner keeps every GroupByKey's contents in its driver's memory, so a shuffle of
 per-document keys grows with the corpus. Locally, the array payloads that global stages shuffle are
 therefore written to scratch files first, and only small references (file name, offset,
-length) go through the GroupByKey; the reducer reads its own slices back. One file per bundle holds
-all of the bundle's payloads (a batch's keys for every partition), so the number of files grows
-with the batches, not with batches x partitions. Files are content-addressed (name = hash of the
+length) go through the GroupByKey; the reducer reads its own slices back. One file per bundle (or
+per ``FLUSH_BYTES`` of a bundle) holds the bundle's payloads (a batch's keys for every partition), so
+the number of files grows with the data, not with batches x partitions, and a worker never holds
+more than ``FLUSH_BYTES`` of payload waiting to be written. Files are content-addressed (name = hash of the
 contents), so a retried bundle rewrites the same file. Payloads under ``INLINE_BYTES`` stay inline:
 what the driver holds is then at most that much per shuffle element, whatever the batch size.
 On a distributed runner (Dataflow) the runner's shuffle service holds the data and nothing is
@@ -27,6 +28,9 @@ from curate.io.readers import is_local, open_raw
 from curate.io.writers import join, write_bytes
 
 INLINE_BYTES = 256
+# pending payloads are written out when they reach this size, so a worker holds at most this much of a
+# shuffle's payload whatever the size of its bundle (one bundle can be a worker's whole share of the corpus)
+FLUSH_BYTES = 32 << 20
 
 
 # What travels through the GroupByKey for one payload, as small as possible (the local runner's
@@ -67,6 +71,7 @@ class _Spill(beam.DoFn):
 
     def start_bundle(self):
         self.pending: list[tuple[object, bytes]] = []
+        self.pending_bytes = 0
 
     def process(self, item):
         key, payload = item
@@ -75,21 +80,30 @@ class _Spill(beam.DoFn):
             yield key, (None, payload)
             return
         self.pending.append((key, data))
+        self.pending_bytes += len(data)
+        if self.pending_bytes >= FLUSH_BYTES:  # a bundle can hold a worker's whole share of the corpus
+            yield from self._flush()
 
     def finish_bundle(self):
+        for key_ref in self._flush():
+            yield WindowedValue(key_ref, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self) -> list[tuple]:
+        """Write the pending payloads to one content-addressed file; their (key, reference) pairs."""
         if not self.pending:
-            return
+            return []
         blob = b"".join(d for _, d in self.pending)
         name = f"{xxhash.xxh3_128_hexdigest(blob)}.pkl"
         path = join(self.folder, name)
         if not (is_local(path) and os.path.exists(path)):  # content-addressed: an existing file is this payload
             write_bytes(path, blob)
             self.written.inc(len(blob))
-        offset = 0
+        out, offset = [], 0
         for key, data in self.pending:
-            yield WindowedValue((key, (name, offset, len(data))), MIN_TIMESTAMP, [GlobalWindow()])
+            out.append((key, (name, offset, len(data))))
             offset += len(data)
-        self.pending = []
+        self.pending, self.pending_bytes = [], 0
+        return out
 
 
 def _load_group(item, folder):
