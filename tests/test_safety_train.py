@@ -14,13 +14,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from test_train import _cfg, _losses, _threads, mixdir  # noqa: E402,F401  (fixtures and helpers, not copied)
+from test_train import _cfg, _losses, mixdir  # noqa: E402,F401  (fixtures and helpers, not copied)
 
 from curate.cli import main  # noqa: E402
 from curate.core.recipe import RecipeError  # noqa: E402
 from curate.core.safety import UserError  # noqa: E402
 from curate.train.config import parse_config  # noqa: E402
 from curate.train.trainer import STATE_JSON, STATE_PT, clean_temp_folders, run_train  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = {"max_steps": 4, "checkpoint_every": 2, "eval_every": 0, "log_every": 1, "warmup_steps": 1}
 
