@@ -73,6 +73,7 @@ WORKER = textwrap.dedent("""
     for cfg in sys.argv[1:]:
         assert main(["train", cfg, "--quiet", "--stop-at-step", "4"]) == 0
         assert main(["train", cfg, "--quiet"]) == 0
+    td.barrier()  # both processes are done before the group goes (gloo aborts a peer still using it)
     td.destroy_process_group()
 """)
 

@@ -162,6 +162,7 @@ class Dist:
             import torch.distributed as td
 
             if td.is_initialized():
+                td.barrier()  # every process is done with the group: gloo aborts a peer still talking to it
                 td.destroy_process_group()
             self.owns_group = False
 
