@@ -37,3 +37,13 @@ def test_worker_processes_inherit_the_choice():
             "'import pyarrow as pa; print(pa.default_memory_pool().backend_name)'], capture_output=True, "
             "text=True).stdout.strip())")
     assert _backend(code=code) == "jemalloc"
+
+
+def test_worker_processes_get_two_malloc_arenas_unless_the_user_chose():
+    code = "import curate, os; print(os.environ['MALLOC_ARENA_MAX'])"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}  # this process imported curate too
+    for given, want in ((None, "2"), ("4", "4")):
+        if given:
+            env["MALLOC_ARENA_MAX"] = given
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == want
