@@ -590,13 +590,18 @@ def _to_arrow(values: list) -> pa.Array:
 # ---------------------------------------------------------------- per-format shard readers
 
 
+def _problem_report(shard: Shard, b: "BatchBuilder") -> "BatchBuilder":
+    """The report of a shard that cannot be read at all: its records are counted in and as one error."""
+    b.n_in += shard.n_records
+    b.error("file", shard.problem, n_records=shard.n_records)
+    return b
+
+
 def read_shard(shard: Shard, spec: InputSpec, keep_rejected: bool = False) -> Iterator[tuple[str, object]]:
     """Yields ("batch", RecordBatch) items, then one ("report", BatchBuilder) item with errors/drops."""
     b = BatchBuilder(shard, spec, keep_rejected)
     if shard.problem:
-        b.n_in += shard.n_records
-        b.error("file", shard.problem, n_records=shard.n_records)
-        yield "report", b
+        yield "report", _problem_report(shard, b)
         return
     for batch in _shard_readers()[shard.format](shard, spec, b):
         if batch is not None:
@@ -654,9 +659,7 @@ def read_first(spec: InputSpec, keep_rejected: bool = False) -> Iterator[tuple[s
             sub = dataclasses.replace(spec, batch_size=max(1, min(spec.batch_size, left)))
             b = BatchBuilder(shard, sub, keep_rejected)
             if shard.problem:
-                b.n_in += shard.n_records
-                b.error("file", shard.problem, n_records=shard.n_records)
-                yield "report", b
+                yield "report", _problem_report(shard, b)
                 continue
             passed, cut = 0, False
             gen = readers[shard.format](shard, sub, b)
