@@ -85,3 +85,15 @@ def test_prox_doc_then_chunk_through_the_runner(server, tokenizer, tmp_path):
     chunked = [body["prompt"] for _, _, body in server.calls if "[doc]" in body["prompt"]]
     assert len(chunked) > 3  # 40-token chunks: documents were cut into several prompts
     assert all(re.search(r"^\[\d{3}\]", p, flags=re.M) for p in chunked)
+
+
+def test_openai_concurrency_is_passed_and_checked(server, tokenizer, tmp_path):
+    from curate.refine.stages import ProxChunk
+
+    stage = ProxChunk(model="refiner", backend="openai", base_url=f"{server.url}/v1", tokenizer=tokenizer, concurrency=3)
+    stage.setup()
+    assert stage._backend.concurrency == 3
+    text = (f"input: {{path: {tmp_path / 'd.jsonl'}}}\noutput: {{path: {tmp_path / 'o'}}}\nstages:\n"
+            f"  - prox_chunk: {{model: refiner, backend: openai, base_url: 'http://x/v1', concurrency: 0}}\n")
+    with pytest.raises(Exception, match=r"<t>:4.*concurrency.*>= 1"):
+        parse_recipe(text, "<t>")

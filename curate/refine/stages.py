@@ -39,12 +39,13 @@ class _Refiner(Mapper):
     tokenizer: str | None = None  # default: the model folder's
     base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
     served_model: str | None = None  # openai: the model name the server knows (default: model)
+    concurrency: int = 8  # openai: requests in flight at once (the server batches them)
     batch_size: int = 16
     device: str = "auto"
     dtype: str = "float32"
     max_new_tokens: int | None = None  # default: ProX's for the level
     num_threads: int | None = None  # transformers on CPU: torch threads (1 is fastest on a busy machine)
-    limits: ClassVar[dict] = {}
+    limits: ClassVar[dict] = {"concurrency": (1, None)}
 
     def __post_init__(self):
         import os
@@ -60,7 +61,8 @@ class _Refiner(Mapper):
         from curate.refine.backends import make_backend
 
         if self.backend == "openai":
-            self._backend = make_backend("openai", base_url=self.base_url, model=self.served_model or self.model)
+            self._backend = make_backend("openai", base_url=self.base_url, model=self.served_model or self.model,
+                                         concurrency=self.concurrency)
         elif self.backend == "vllm":
             self._backend = make_backend("vllm", model_path=self.model, dtype=self.dtype)
         else:
