@@ -235,12 +235,14 @@ def cmd_report(a) -> None:
     out.append(f"Documents: {prep['documents']} (train {prep['train']}, held out {prep['heldout']}); teacher removes "
                f"{prep['train_teacher_removed_lines']}/{prep['train_lines']} train lines, "
                f"{prep['heldout_teacher_removed_lines']}/{prep['heldout_lines']} held-out lines.")
-    rj = os.path.join(a.out, "refiner", "refiner.json")
-    if os.path.exists(rj):
+    for name in ("refiner", "refiner-more"):
+        rj = os.path.join(a.out, name, "refiner.json")
+        if not os.path.exists(rj):
+            continue
         r = json.load(open(rj))
         ls = r["losses"]
         k = max(1, len(ls) // 10)
-        out.append(f"Refiner: {r['base_model']} fine-tuned {r['steps']} steps x batch {r['batch_size']} "
+        out.append(f"{name}: {r['base_model']} fine-tuned {r['steps']} steps x batch {r['batch_size']} "
                    f"(lr {r['lr']}, {r['examples']} chunk examples available, {r['skipped_too_long']} too long), "
                    f"{r['seconds']:.0f} s ({r['seconds'] / r['steps']:.1f} s/step); loss first {k} steps "
                    f"{sum(ls[:k]) / k:.3f} -> last {k} steps {sum(ls[-k:]) / k:.3f}.")

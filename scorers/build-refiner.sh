@@ -14,10 +14,13 @@
 #    backend, batch 8, at most MAX_NEW=96 new tokens per chunk): the base model (no fine-tuning) and the refiner on
 #    the first N (default 15), the refiner on all held-out documents, N at a time; and throughput
 #    (bench/refine_loop.py agree) -> OUTDIR/work/agree-base.json, agree-refiner-OFFSET.json;
+# 5b. with MORE=N (default 80; 0 skips it), the refiner trained N steps more (from OUTDIR/refiner, another data order:
+#    seed 1) -> OUTDIR/refiner-more, and its agreement on all held-out documents -> OUTDIR/work/agree-more-000.json;
 # 6. a reduced closed loop: curate ablate on the 62 held-out documents (random vs c4_lines vs the refiner's programs
 #    via prox_apply), 40k tokens per arm, 3 seeds -> OUTDIR/ablate-heldout;
 # 7. with ABLATE=1, the full closed loop: curate ablate samples/ablate/prox-web.yaml (raw vs c4_lines vs prox_chunk at
-#    equal tokens, 3 seeds) -> OUTDIR/ablate. Hours on 2 CPU cores (the refiner reads the whole pool); off by default.
+#    equal tokens, 5 seeds) -> OUTDIR/ablate. Hours on 2 CPU cores (each refined arm
+#    reads the whole pool: ~45 min here on an otherwise idle machine); off by default.
 # Torch runs on one thread per process (OMP_NUM_THREADS=1; THREADS=N to change): on a CPU shared with other busy
 # processes, torch's default of one thread per core was far slower here (a probe: ~90 s per training step of 4
 # examples of <=256-token chunks with 2 threads, ~8 s for 4 of <=128 tokens with one; the sizes differ too).
@@ -68,9 +71,9 @@ stamp "train the refiner ($STEPS steps x $BATCH, chunks <= $CHUNK tokens)"
 
 # the base model on held-out documents 0..N-1; the refiner on all held-out documents, N at a time
 # (agree-refiner-OFFSET.json; PARALLEL=2 runs two parts at once: on a busy shared CPU that is nearly twice the rate)
-agree() {  # name model offset
+agree() {  # name model offset [limit]
   [ -f "$W/agree-$1.json" ] || $PY bench/refine_loop.py agree --model "$2" --docs "$W/docs-heldout.jsonl" \
-    --json "$W/agree-$1.json" --offset "$3" --limit "$N" --max-chunk-tokens "$CHUNK" --max-new-tokens "$MAX_NEW" \
+    --json "$W/agree-$1.json" --offset "$3" --limit "${4:-$N}" --max-chunk-tokens "$CHUNK" --max-new-tokens "$MAX_NEW" \
     --threads "$OMP_NUM_THREADS" > "$W/agree-$1.log" 2>&1
 }
 stamp "agreement with the teacher: base model, held-out documents 0..$((N - 1))"
@@ -82,6 +85,16 @@ for ((off = 0; off < HELD; off += N)); do
   (( (off / N + 1) % ${PARALLEL:-2} == 0 )) && wait
 done
 wait
+
+MORE=${MORE:-80}
+if [ "$MORE" -gt 0 ]; then
+  stamp "train the refiner $MORE steps more (seed 1: another order of the same examples)"
+  [ -f "$OUT/refiner-more/refiner.json" ] || $CURATE train-refiner "$OUT/refiner" "$W/annotations-train.jsonl" \
+    -o "$OUT/refiner-more" --level chunk --batch-size "$BATCH" --max-steps "$MORE" --warmup-steps 5 --lr "$LR" \
+    --max-length 512 --max-chunk-tokens "$CHUNK" --seed 1 > "$W/train-refiner-more.log" 2>&1
+  stamp "agreement with the teacher: refiner-more, all held-out documents"
+  agree more-000 "$OUT/refiner-more" 0 "$HELD"
+fi
 
 # the reduced closed loop (about 10 min): pool = the 62 held-out documents, 40k tokens per arm, 3 seeds; the refined
 # arm executes the refiner's programs from the agreement step with prox_apply (no second generation pass)
