@@ -51,7 +51,8 @@ def run():
 
 class CompletionServer:
     """An OpenAI-compatible ``/v1/completions`` server in a thread, for the refinement tests: a real
-    HTTP round trip whose answers come from ``answer(path, authorization, body) -> (status, text)``.
+    HTTP round trip whose answers come from ``answer(path, authorization, body) -> (status, text)``
+    or ``(status, text, finish_reason)`` (default ``"stop"``; ``"length"``: cut off by ``max_tokens``).
     Every request is recorded in ``calls`` as (path, authorization, body)."""
 
     def __init__(self, answer):
@@ -65,8 +66,9 @@ class CompletionServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 auth = self.headers.get("Authorization")
                 server.calls.append((self.path, auth, body))
-                status, text = server.answer(self.path, auth, body)
-                data = (json.dumps({"choices": [{"index": 0, "text": text}]}) if status == 200 else text).encode()
+                status, text, *finish = server.answer(self.path, auth, body)
+                choice = {"index": 0, "text": text, "finish_reason": finish[0] if finish else "stop"}
+                data = (json.dumps({"choices": [choice]}) if status == 200 else text).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

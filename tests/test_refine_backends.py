@@ -139,6 +139,8 @@ def test_transformers_backend_batches_like_one_by_one(tiny, hf_tok):
                 break
             new.append(nxt)
     assert one[0] == hf_tok.decode(new, skip_special_tokens=True)
+    texts, cut = TransformersBackend(tiny, device="cpu", batch_size=4).generate_cut(prompts[:1], 12)
+    assert texts == one[:1] and cut == [len(new) == 12]  # cut off: no end of text within the limit
     assert TransformersBackend(tiny, device="cpu").generate([], 5) == []
 
 
@@ -169,6 +171,7 @@ def test_openai_backend_round_trip_retries_and_errors(server):
     be = OpenAIBackend(url, "refiner", api_key="k", concurrency=3, backoff=0.01)
     prompts = [f"p{i}" for i in range(7)] + ["[doc]\n[000]x\n[/doc]"]
     assert be.generate(prompts, 256) == [f"echo:p{i}:256" for i in range(7)] + ["skip_chunk()"]
+    assert be.generate_cut(["p0", "p1"], 5) == (["echo:p0:5", "echo:p1:5"], [False, False])  # finish_reason "stop"
     path, auth, body = calls[0]
     assert path == "/v1/completions" and auth == "Bearer k"
     assert body["temperature"] == 0 and body["model"] == "refiner"

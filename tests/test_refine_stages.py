@@ -24,6 +24,8 @@ def _refiner(path, auth, body):
     """Plays a refining model by rule: drops documents about spam, removes the menu lines it is shown."""
     prompt = body["prompt"]
     if "[doc]" in prompt:  # chunk level: remove every numbered line that starts with "Menu"
+        if "Loop" in prompt:  # a refiner stuck on one call until the token limit cuts the last one off
+            return 200, "remove_lines(line_start=0, line_end=0)\n" * 3 + "remove_lines(line_st", "length"
         nums = [int(m) for m in re.findall(r"^\[(\d{3,})\]Menu", prompt, flags=re.M)]
         return 200, "\n".join(f"remove_lines(line_start={n}, line_end={n})" for n in nums) or "skip_chunk()"
     return 200, "drop_doc()" if "spam" in prompt else "keep_doc()"
@@ -52,6 +54,7 @@ def _docs(path):
         {"id": "2", "text": "Buy spam now, the best spam in town.\n" + prose(3)},
         {"id": "3", "text": prose(4) + "\n" + prose(5)},
         {"id": "4", "text": "Menu A\nMenu B\nshort tail"},  # refined to three words: too few, dropped
+        {"id": "5", "text": "Loop line\n" + prose(6)},  # the "model" loops: one cut-off call, the rest applies
     ]
     with open(path, "w") as f:
         for d in docs:
@@ -79,6 +82,8 @@ def test_prox_doc_then_chunk_through_the_runner(server, tokenizer, tmp_path):
                                                "remove_lines(line_start=2, line_end=2)")
     assert data["3"]["text"] == docs[2]["text"] and data["3"]["prox_doc_program"] == "keep_doc()"
     assert rejected["4"]["drop_reason"] == "prox_too_few_words"
+    assert data["5"]["text"] == prose(6) and data["5"]["prox_chunk_invalid"] == 1 and data["5"]["prox_chunk_cut"] == 1
+    assert all(data[i]["prox_chunk_cut"] == 0 for i in ("1", "3")) and data["3"]["prox_doc_cut"] is False
     assert res.stats["prox_doc"].dropped == {"prox_drop_doc": 1}
     assert res.stats["prox_chunk"].dropped == {"prox_too_few_words": 1}
     assert not res.problems  # the ledger balances at every stage

@@ -3,6 +3,8 @@
 ``Backend.generate(prompts, max_new_tokens) -> list[str]`` returns, for each prompt string (already
 rendered with :func:`curate.refine.prompts.render_prompt`), the text the model writes after it,
 greedily, up to ``max_new_tokens`` tokens or its end-of-text token, special tokens left out.
+``Backend.generate_cut`` returns the same and, per prompt, whether the token limit cut the output
+off (transformers: no end-of-text token generated; vLLM and servers: ``finish_reason == "length"``).
 
 * :class:`TransformersBackend`: ``AutoModelForCausalLM.generate`` in batches (left padding, KV
   cache) on CPU or GPU. The model is loaded on the first call and shared by every backend of the
@@ -38,6 +40,11 @@ class Backend:
     name = "backend"
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        return self.generate_cut(prompts, max_new_tokens)[0]
+
+    def generate_cut(self, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[bool]]:
+        """The outputs, and for each whether the token limit cut it off (no end of text was written):
+        a refiner that loops on one call until the limit leaves a cut-off last call."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -147,10 +154,13 @@ class TransformersBackend(Backend):
             ids = [x[-self.max_prompt_tokens:] for x in ids]
         return ids
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        return self.generate_ids(self.encode(prompts), max_new_tokens)
+    def generate_cut(self, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[bool]]:
+        return self.generate_ids_cut(self.encode(prompts), max_new_tokens)
 
     def generate_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[str]:
+        return self.generate_ids_cut(prompt_ids, max_new_tokens)[0]
+
+    def generate_ids_cut(self, prompt_ids: list[list[int]], max_new_tokens: int) -> tuple[list[str], list[bool]]:
         import torch
 
         if self.num_threads and torch.get_num_threads() != self.num_threads:
@@ -159,6 +169,7 @@ class TransformersBackend(Backend):
         eos = _eos_ids(model, tok)
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         out: list[str | None] = [None] * len(prompt_ids)
+        cut_off = [False] * len(prompt_ids)
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
             batch = [prompt_ids[i] for i in idx]
@@ -178,7 +189,8 @@ class TransformersBackend(Backend):
                 new = gen[r, width:].tolist()
                 cut = next((k for k, t in enumerate(new) if t in eos), len(new))
                 out[i] = tok.decode(new[:cut], skip_special_tokens=True)
-        return out  # type: ignore[return-value]
+                cut_off[i] = cut == len(new) and max_new_tokens > 0
+        return out, cut_off  # type: ignore[return-value]
 
     def close(self) -> None:
         with _MODELS_LOCK:
@@ -238,21 +250,24 @@ class OpenAIBackend(Backend):
                 raise RuntimeError(f"{self.url}: no answer after {self.retries + 1} tries ({e})") from None
         raise AssertionError("unreachable")
 
-    def _one(self, prompt: str, max_new_tokens: int) -> str:
+    def _one(self, prompt: str, max_new_tokens: int) -> tuple[str, bool]:
         body = {"model": self.model, "prompt": prompt, "max_tokens": int(max_new_tokens), "temperature": 0,
                 "n": 1, **self.extra_body}
         reply = self._post(body)
         try:
-            return reply["choices"][0]["text"]
-        except (KeyError, IndexError, TypeError):
+            choice = reply["choices"][0]
+            return choice["text"], choice.get("finish_reason") == "length"
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise RuntimeError(f"{self.url}: unexpected answer {str(reply)[:300]}") from None
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate_cut(self, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[bool]]:
         prompts = list(prompts)
         if len(prompts) <= 1 or self.concurrency == 1:
-            return [self._one(p, max_new_tokens) for p in prompts]
-        with ThreadPoolExecutor(min(self.concurrency, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._one(p, max_new_tokens), prompts))
+            res = [self._one(p, max_new_tokens) for p in prompts]
+        else:
+            with ThreadPoolExecutor(min(self.concurrency, len(prompts))) as pool:
+                res = list(pool.map(lambda p: self._one(p, max_new_tokens), prompts))
+        return [t for t, _ in res], [c for _, c in res]
 
 
 # ------------------------------------------------------------------------------------------ vllm
@@ -303,16 +318,16 @@ class VLLMBackend(Backend):
                                        enable_prefix_caching=self.enable_prefix_caching, **self.engine_kwargs)
         return self._llm
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate_cut(self, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[bool]]:
         prompts = list(prompts)
         if not prompts:
-            return []
+            return [], []
         llm = self.llm
         tok = llm.get_tokenizer()
         params = self._vllm.SamplingParams(temperature=0.0, max_tokens=int(max_new_tokens))
         inputs = [{"prompt_token_ids": tok(p, add_special_tokens=False)["input_ids"]} for p in prompts]
         outs = llm.generate(inputs, params, use_tqdm=False)
-        return [o.outputs[0].text for o in outs]
+        return [o.outputs[0].text for o in outs], [o.outputs[0].finish_reason == "length" for o in outs]
 
     def close(self) -> None:
         """Stop the engine's processes now (rather than at interpreter exit)."""

@@ -7,12 +7,15 @@ through one backend (:mod:`curate.refine.backends`: ``transformers`` on CPU or G
 :mod:`curate.refine.execute` (never ``eval``; an invalid program changes nothing).
 
 * ``prox_doc``: one prompt per document; an output containing ``drop_doc()`` drops it
-  (``prox_drop_doc``); the program goes to the ``prox_doc_program`` column.
+  (``prox_drop_doc``); the program goes to the ``prox_doc_program`` column, ``prox_doc_cut`` says
+  whether the token limit cut it off.
 * ``prox_chunk``: the document's lines in chunks of at most ``max_chunk_tokens`` tokens, one prompt
   per chunk; the chunks' programs are combined into the document's program (line numbers are
   document-wide) and executed with ProX's rules: a refined text, a drop (``prox_word_ratio``,
   ``prox_too_few_words``) or the text unchanged. Columns ``prox_chunk_program`` (the calls applied),
-  ``prox_chunk_action`` and ``prox_chunk_invalid`` (invalid calls in the model's program).
+  ``prox_chunk_action``, ``prox_chunk_invalid`` (invalid calls in the model's program) and
+  ``prox_chunk_cut`` (chunks whose output the token limit cut off: a refiner that loops on one call
+  until the limit leaves a cut, invalid last call).
 
 Recipe example (the refiner of ``curate train-refiner``, or any causal LM folder)::
 
@@ -72,8 +75,9 @@ class _Refiner(Mapper):
 
         self._tok = AutoTokenizer.from_pretrained(self.tokenizer or self.model)
 
-    def _generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        return self._backend.generate(prompts, max_new_tokens) if prompts else []
+    def _generate(self, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[bool]]:
+        """The outputs and, for each, whether the token limit cut it off."""
+        return self._backend.generate_cut(prompts, max_new_tokens) if prompts else ([], [])
 
 
 @register
@@ -88,10 +92,12 @@ class ProxDoc(_Refiner):
         from curate.refine.program import parse_program
 
         texts = batch.column(S.TEXT).to_pylist()
-        outputs = self._generate([doc_prompt(t or "", self._tok) for t in texts], self.max_new_tokens or DOC_MAX_NEW_TOKENS)
+        outputs, cut = self._generate([doc_prompt(t or "", self._tok) for t in texts],
+                                      self.max_new_tokens or DOC_MAX_NEW_TOKENS)
         drop = np.array([any(c.name == "drop_doc" for c in parse_program(o, level="doc").calls) for o in outputs])
         reasons = np.where(drop, "prox_drop_doc", None).astype(object)
-        return batch.column(S.TEXT), reasons, {"prox_doc_program": pa.array([o.strip() for o in outputs], type=pa.string())}
+        return batch.column(S.TEXT), reasons, {"prox_doc_program": pa.array([o.strip() for o in outputs], type=pa.string()),
+                                               "prox_doc_cut": pa.array(cut, type=pa.bool_())}
 
 
 @register
@@ -115,7 +121,9 @@ class ProxChunk(_Refiner):
             _, ps = chunk_prompts(t or "", self._tok, self.max_chunk_tokens)
             prompts += ps
             owner += [i] * len(ps)
-        outputs = self._generate(prompts, self.max_new_tokens or CHUNK_MAX_NEW_TOKENS)
+        outputs, cut = self._generate(prompts, self.max_new_tokens or CHUNK_MAX_NEW_TOKENS)
+        n_cut = np.bincount(np.asarray(owner, dtype=np.int64)[np.asarray(cut, dtype=bool)],
+                            minlength=len(texts)) if prompts else np.zeros(len(texts), dtype=np.int64)
         per_doc: list[list[str]] = [[] for _ in texts]
         for i, o in zip(owner, outputs):
             per_doc[i].append(o)
@@ -125,4 +133,4 @@ class ProxChunk(_Refiner):
         text, reasons = outcome(res, batch.column(S.TEXT))
         return (text, reasons,
                 {"prox_chunk_program": res["applied"], "prox_chunk_action": res["action"],
-                 "prox_chunk_invalid": res["n_invalid"]})
+                 "prox_chunk_invalid": res["n_invalid"], "prox_chunk_cut": pa.array(n_cut, type=pa.int32())})
