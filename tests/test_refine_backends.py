@@ -200,13 +200,13 @@ def test_vllm_greedy_equals_transformers(tiny, hf_tok, monkeypatch):
 
     prompts = [P.render_prompt(P.chunk_messages(c), hf_tok) for i in range(4)
                for c in P.chunk_lines(prose(i, 1 + i) + "\nMenu", hf_tok)]
-    hf = TransformersBackend(tiny, device="cpu", batch_size=1).generate(prompts, 16)
+    hf, hf_cut = TransformersBackend(tiny, device="cpu", batch_size=1).generate_cut(prompts, 16)
     vl = VLLMBackend(tiny, dtype="float32", enforce_eager=True, max_model_len=1024)
     try:
-        got = vl.generate(prompts, 16)
+        got, cut = vl.generate_cut(prompts, 16)
     finally:
         vl.close()
-    assert got == hf and any(got)
+    assert got == hf and any(got) and cut == hf_cut
 
 
 # ------------------------------------------------------------------------------------------ teacher
