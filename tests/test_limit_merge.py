@@ -254,3 +254,9 @@ def test_evaluation_prints_a_line_per_task(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "eval: task 1 of 1, copa ..." in err
     assert "eval: task 1 of 1, copa: done in" in err and f"(6 examples, acc {res['copa']['acc']:.3f}" in err
+
+
+def test_summary_rate_is_readable_at_any_size():
+    from curate.core.report import _rate
+
+    assert [_rate(x) for x in (12345.6, 123.4, 12.34, 0.3278, 0.0)] == ["12,346", "123", "12.3", "0.33", "0"]

@@ -8,6 +8,11 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _rate(x: float) -> str:
+    """A rate readable at any size: 12,345 / 12.3 / 0.33 (a slow model stage is not "0 docs/s")."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
 def print_summary(res, console: Console | None = None) -> None:
     console = console or Console()
     if res.dry_run:
@@ -37,7 +42,7 @@ def print_summary(res, console: Console | None = None) -> None:
     ok = "[green]balanced[/]" if not res.problems else "[red]DOES NOT BALANCE[/]"
     console.print(
         f"ledger {ok}: {total_in:,} in = {written:,} written + {dropped:,} dropped + {errors:,} errors"
-        f"   ({res.seconds:.1f}s, {total_in / max(res.seconds, 1e-9):,.0f} docs/s, runner: {res.runner})"
+        f"   ({res.seconds:.1f}s, {_rate(total_in / max(res.seconds, 1e-9))} docs/s, runner: {res.runner})"
     )
     limit = getattr(res.recipe.input, "limit", None)
     if limit:
