@@ -157,9 +157,6 @@ class TransformersBackend(Backend):
     def generate_cut(self, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[bool]]:
         return self.generate_ids_cut(self.encode(prompts), max_new_tokens)
 
-    def generate_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[str]:
-        return self.generate_ids_cut(prompt_ids, max_new_tokens)[0]
-
     def generate_ids_cut(self, prompt_ids: list[list[int]], max_new_tokens: int) -> tuple[list[str], list[bool]]:
         import torch
 

@@ -122,8 +122,7 @@ class ProxChunk(_Refiner):
             prompts += ps
             owner += [i] * len(ps)
         outputs, cut = self._generate(prompts, self.max_new_tokens or CHUNK_MAX_NEW_TOKENS)
-        n_cut = np.bincount(np.asarray(owner, dtype=np.int64)[np.asarray(cut, dtype=bool)],
-                            minlength=len(texts)) if prompts else np.zeros(len(texts), dtype=np.int64)
+        n_cut = np.bincount(np.asarray(owner, dtype=np.int64)[np.asarray(cut, dtype=bool)], minlength=len(texts))
         per_doc: list[list[str]] = [[] for _ in texts]
         for i, o in zip(owner, outputs):
             per_doc[i].append(o)
